@@ -213,9 +213,11 @@ type WebGpuProbe =
   | { ok: false; reason: string };
 let webGpuProbe: Promise<WebGpuProbe> | undefined;
 
+// Seen on an H200 container: nvidia_icd.json present but the driver's Vulkan part not mounted
+// (NVIDIA_DRIVER_CAPABILITIES without "graphics"), so Dawn finds no adapter at all.
 const NO_ADAPTER_FIX =
-  'install a Vulkan driver (any GPU vendor driver, or for CPU-only machines Mesa >= 24 lavapipe: on Debian ' +
-  '`apt-get install -t bookworm-backports mesa-vulkan-drivers`), or use --backend wasm';
+  'install a Vulkan driver (any GPU vendor driver; in Docker set NVIDIA_DRIVER_CAPABILITIES=all; on CPU-only ' +
+  'machines Mesa 25 lavapipe: on Debian `apt-get install -t bookworm-backports mesa-vulkan-drivers`), or use --backend wasm';
 
 /** Loads Dawn and asks for an adapter, once per process; decides whether it is real hardware. */
 function probeWebGpu(): Promise<WebGpuProbe> {
