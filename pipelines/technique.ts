@@ -70,6 +70,11 @@ export interface Technique<S extends z.ZodType = z.ZodType> {
   version: number;
   params: S;
   needs: string[];
+  /**
+   * Shared work other techniques read (e.g. one streamed dataset pass): cached like any result,
+   * but it has no page of its own and is not listed on the site.
+   */
+  internal?: boolean;
   run(ctx: TechniqueContext<z.output<S>>): Promise<unknown>;
 }
 
