@@ -66,6 +66,27 @@ describe('GraphExecutor forward pass', () => {
     model.dispose();
   });
 
+  it('runs dilated depthwise and separable convs as Keras does (tfjs-layers ignores their dilation)', () => {
+    const input = tfl.input({ shape: [9, 9, 2] });
+    const dw = tfl.layers.depthwiseConv2d({ kernelSize: 3, dilationRate: 2, padding: 'same', name: 'dw' }).apply(input) as tfl.SymbolicTensor;
+    const sep = tfl.layers.separableConv2d({ filters: 3, kernelSize: 3, dilationRate: 3, name: 'sep' }).apply(dw) as tfl.SymbolicTensor;
+    const model = tfl.model({ inputs: input, outputs: sep });
+    setSeededWeights(model, 9);
+    const exec = buildExecutor(model);
+    const x = seededImages([1, 9, 9, 2], 4);
+    const [dwKernel, dwBias, sepDw, sepPw, sepBias] = model.getWeights();
+    const expected = tf.tidy(() => {
+      const a = tf.add(tf.depthwiseConv2d(x, dwKernel as tf.Tensor4D, 1, 'same', 'NHWC', 2), dwBias);
+      const b = tf.separableConv2d(a as tf.Tensor4D, sepDw as tf.Tensor4D, sepPw as tf.Tensor4D, 1, 'valid', 3);
+      return tf.add(b, sepBias);
+    });
+    const actual = tf.tidy(() => exec.run(x).output);
+    expect(actual.shape).toEqual([1, 3, 3, 3]);
+    expect(maxAbsDiff(actual, expected)).toBeLessThan(1e-5);
+    tf.dispose([x, expected, actual]);
+    model.dispose();
+  });
+
   it('implements Keras ReLU max_value, negative_slope and threshold from the raw config', () => {
     const model = tfl.sequential();
     model.add(tfl.layers.reLU({ inputShape: [2, 2, 1], maxValue: 2, name: 'r' }));

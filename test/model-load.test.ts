@@ -54,7 +54,7 @@ describe('loadModel', () => {
     expect(m.layers.map((l) => l.name)).toEqual(['image', 'c1', 'bn', 'dw', 'add', 'zp', 'sep', 'side', 'side_act', 'cat', 'gap', 'drop', 'probs']);
     const c1 = m.layers.find((l) => l.name === 'c1')!;
     expect(c1).toMatchObject({ className: 'Conv2D', activation: 'relu', inbound: ['image'], outputShape: [12, 12, 6], params: 3 * 3 * 3 * 6 + 6 });
-    expect(c1.receptiveField).toEqual({ size: [3, 3], jump: [1, 1], start: [0, 0] });
+    expect(c1.receptiveField).toEqual({ size: [5, 5], jump: [1, 1], start: [0, 0] }); // dilation 2
     expect(m.layers.find((l) => l.name === 'add')!.inbound).toEqual(['c1', 'dw']);
     expect(m.layers.find((l) => l.name === 'gap')!.receptiveField).toBeUndefined();
     const x = seededImages([2, 12, 12, 3], 1);

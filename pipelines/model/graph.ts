@@ -378,6 +378,38 @@ function convSpatial(ctx: BuildContext, kernelKey = 'kernel_size'): SpatialOp {
   };
 }
 
+/**
+ * tfjs has no gradient for dilated conv2d / depthwiseConv2d, so a dilated kernel is spread out
+ * with zeros between its taps (same output, plain stride-1-dilation ops with gradients). Done per
+ * call, not once, so the executor keeps following the layer's weight variables.
+ */
+function spreadKernel(kernel: tf.Tensor4D, dilation: [number, number]): tf.Tensor4D {
+  if (dilation[0] === 1 && dilation[1] === 1) return kernel;
+  return tf.tidy(() => {
+    let k: tf.Tensor = kernel;
+    for (const axis of [0, 1]) {
+      const d = dilation[axis];
+      if (d === 1) continue;
+      const taps = k.shape[axis];
+      // [.., taps, ..] → [.., taps, d, ..] with zeros after each tap → [.., taps·d, ..] → drop the trailing zeros
+      const withGap = tf.concat([tf.expandDims(k, axis + 1), tf.zeros([...k.shape.slice(0, axis + 1), d - 1, ...k.shape.slice(axis + 1)])], axis + 1);
+      const merged = tf.reshape(withGap, [...k.shape.slice(0, axis), taps * d, ...k.shape.slice(axis + 1)]);
+      const begin = [0, 0, 0, 0];
+      const size = [-1, -1, -1, -1];
+      size[axis] = (taps - 1) * d + 1;
+      k = tf.slice(merged, begin, size);
+    }
+    return k as tf.Tensor4D;
+  });
+}
+
+function withSpread(kernel: tf.Tensor4D, dilation: [number, number], op: (k: tf.Tensor4D) => tf.Tensor): tf.Tensor {
+  const k = spreadKernel(kernel, dilation);
+  const y = op(k);
+  if (k !== kernel) k.dispose();
+  return y;
+}
+
 function withBias(ctx: BuildContext, linear: (x: tf.Tensor) => tf.Tensor): Compute {
   const useBias = ctx.config.use_bias !== false && ctx.weights.has('bias');
   const bias = useBias ? weight(ctx, 'bias') : undefined;
@@ -397,7 +429,7 @@ const conv2d: Builder = (ctx) => {
   return {
     spatial,
     fusedActivation: fused(ctx),
-    compute: withBias(ctx, (x) => tf.conv2d(x as tf.Tensor4D, kernel, spatial.strides, spatial.padding, 'NHWC', spatial.dilation)),
+    compute: withBias(ctx, (x) => withSpread(kernel, spatial.dilation, (k) => tf.conv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding))),
   };
 };
 
@@ -407,7 +439,7 @@ const depthwise: Builder = (ctx) => {
   return {
     spatial,
     fusedActivation: fused(ctx),
-    compute: withBias(ctx, (x) => tf.depthwiseConv2d(x as tf.Tensor4D, kernel, spatial.strides, spatial.padding, 'NHWC', spatial.dilation)),
+    compute: withBias(ctx, (x) => withSpread(kernel, spatial.dilation, (k) => tf.depthwiseConv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding))),
   };
 };
 
@@ -419,7 +451,7 @@ const separable: Builder = (ctx) => {
     spatial,
     fusedActivation: fused(ctx),
     compute: withBias(ctx, (x) => {
-      const d = tf.depthwiseConv2d(x as tf.Tensor4D, dw, spatial.strides, spatial.padding, 'NHWC', spatial.dilation);
+      const d = withSpread(dw, spatial.dilation, (k) => tf.depthwiseConv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding)) as tf.Tensor4D;
       const y = tf.conv2d(d, pw, 1, 'valid');
       d.dispose();
       return y;
