@@ -179,7 +179,7 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
       model: {
         path: path.relative(report.dir, report.modelDir) || '.',
         id: model.id,
-        inputShape: model.inputShape.map((d) => d ?? -1),
+        inputShape: [...model.inputShape],
         totalParams: model.totalParams,
         layers: model.layers,
       },
@@ -278,7 +278,7 @@ export function orderByNeeds(list: Technique[]): Technique[] {
 }
 
 function checkClassCount(model: LoadedModel, dataset: Dataset, file: string) {
-  const out = model.outputShape;
+  const out = model.executor.nodes[model.executor.nodes.length - 1].outputShape;
   const classes = out[out.length - 1];
   if (out.length === 1 && classes !== dataset.classNames.length) {
     throw new ConvlensError(`the model has ${classes} outputs but the dataset has ${dataset.classNames.length} classes`, {
