@@ -1,0 +1,52 @@
+/**
+ * `methods`: one MDX teaching page per registered technique. The entry id is the file name, and
+ * it must name a technique in the manifest's registry, so a page for a technique that does not
+ * exist (or was renamed) fails the build instead of publishing an orphan.
+ */
+import { defineCollection, z } from 'astro:content';
+import { glob, type Loader } from 'astro/loaders';
+import { techniqueIds } from './site-data';
+
+const methodsDir = process.env.CONVLENS_METHODS_DIR ?? './content/methods';
+
+const schema = z.object({
+  title: z.string(),
+  summary: z.string(),
+  family: z.enum(['dataset', 'weights', 'attribution', 'optimization']),
+  order: z.number().optional(),
+});
+
+/** The id check: a zod refine over the manifest's technique ids, read when the collection loads. */
+function registeredId(ids: Set<string>, file: string) {
+  return z.string().superRefine((id, ctx) => {
+    if (ids.has(id)) return;
+    const known = ids.size ? [...ids].sort().join(', ') : 'none yet';
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: `${file} names technique '${id}', which is not registered (registered: ${known}); rename the file to a technique id or register the technique in pipelines/registry.ts`,
+    });
+  });
+}
+
+/** The glob loader, with every entry's id checked before its frontmatter is parsed. */
+function methodsLoader(): Loader {
+  const inner = glob({ pattern: '*.mdx', base: methodsDir });
+  return {
+    name: 'convlens-methods',
+    load: async (context) => {
+      const ids = techniqueIds();
+      await inner.load({
+        ...context,
+        parseData: async (props) => {
+          const result = registeredId(ids, props.filePath ?? `${methodsDir}/${props.id}.mdx`).safeParse(props.id);
+          if (!result.success) throw new Error(result.error.issues[0]?.message ?? `unregistered technique '${props.id}'`);
+          return context.parseData(props);
+        },
+      });
+    },
+  };
+}
+
+export const collections = {
+  methods: defineCollection({ loader: methodsLoader(), schema }),
+};
