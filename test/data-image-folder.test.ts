@@ -15,8 +15,8 @@ let tmp: string;
 let root: string;
 
 const solid = (w: number, h: number, rgb: [number, number, number], alpha?: number) =>
-  sharp({ create: { width: w, height: h, channels: alpha === undefined ? 3 : 4, background: { r: rgb[0], g: rgb[1], b: rgb[2], alpha: alpha ?? 1 } } });
-const noise = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } });
+  sharp({ create: { width: w, height: h, channels: (alpha === undefined ? 3 : 4) as 3 | 4, background: { r: rgb[0], g: rgb[1], b: rgb[2], alpha: alpha ?? 1 } } });
+const noise = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } });
 
 async function write(file: string, data: Buffer | string) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
