@@ -1,0 +1,204 @@
+/**
+ * Dense linear algebra over feature files, on the TF.js backend, in row blocks so that memory
+ * stays bounded by a block however many rows there are.
+ *
+ * wasm note: only `matMul(a, b)` without transposes reaches XNNPACK; transposeA / transposeB take
+ * a scalar loop up to ~50× slower, so every product here materialises its transpose first.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+
+/** A block of consecutive rows of a row-major float32 matrix. */
+export interface RowBlock {
+  start: number;
+  count: number;
+  values: Float32Array;
+}
+export type BlockSource = AsyncIterable<RowBlock>;
+
+export type Metric = 'cosine' | 'euclidean';
+
+export interface KnnResult {
+  k: number;
+  /** queries × k reference-row indices, nearest first (-1 when fewer than k rows exist). */
+  indices: Int32Array;
+  /** queries × k distances: euclidean ‖q − r‖, or cosine 1 − cos(q, r). */
+  distances: Float32Array;
+}
+
+/** Rows scaled to unit length; an all-zero row stays zero (its cosine with anything is 0). */
+function unitRows(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.div(x, tf.maximum(tf.norm(x, 'euclidean', 1, true), 1e-12));
+}
+
+/**
+ * Exact k nearest neighbours of `queries` (m × dim) among the rows streamed by `reference`.
+ * Per reference block: one matrix product Q·Bᵀ on the backend gives all m × n distances
+ * (‖q − b‖² = ‖q‖² + ‖b‖² − 2 q·b, or 1 − q̂·b̂), tf.topk picks each query's k best in the block,
+ * and only those m × k values come back to JS, where they are merged into a running top-k.
+ * Ties keep the lower reference index.
+ */
+export async function exactKnn(
+  queries: Float32Array,
+  dim: number,
+  reference: BlockSource,
+  opts: { k: number; metric: Metric; onBlock?: (rowsDone: number) => void },
+): Promise<KnnResult> {
+  const { k, metric } = opts;
+  const m = queries.length / dim;
+  if (!Number.isInteger(m)) throw new RangeError(`exactKnn: ${queries.length} values is not a multiple of dim ${dim}`);
+  const bestD = new Float32Array(m * k).fill(Infinity);
+  const bestI = new Int32Array(m * k).fill(-1);
+  if (m === 0) return { k, indices: bestI, distances: bestD };
+  const [q, qNorm2] = tf.tidy(() => {
+    const raw = tf.tensor2d(queries, [m, dim]);
+    return metric === 'cosine' ? [unitRows(raw), tf.zeros([m, 1])] : [raw, tf.sum(tf.square(raw), 1, true)];
+  });
+  const mergedD = new Float32Array(k);
+  const mergedI = new Int32Array(k);
+  try {
+    for await (const block of reference) {
+      if (block.count === 0) continue;
+      const kb = Math.min(k, block.count);
+      const { values, indices } = tf.tidy(() => {
+        let b: tf.Tensor2D = tf.tensor2d(block.values, [block.count, dim]);
+        if (metric === 'cosine') b = unitRows(b);
+        const dot = tf.matMul(q, tf.transpose(b)); // m × n, explicit transpose (see the wasm note)
+        const d = metric === 'cosine'
+          ? tf.sub(1, dot)
+          : tf.add(tf.sub(qNorm2, tf.mul(2, dot)), tf.reshape(tf.sum(tf.square(b), 1), [1, block.count]));
+        return tf.topk(tf.neg(d), kb, true);
+      });
+      const [negD, idx] = await Promise.all([values.data(), indices.data()]);
+      tf.dispose([values, indices]);
+      // merge two ascending lists (running best, this block's best) per query
+      for (let r = 0; r < m; r++) {
+        let a = 0;
+        let c = 0;
+        const base = r * k;
+        for (let o = 0; o < k; o++) {
+          const blockD = c < kb ? -negD[r * kb + c] : Infinity;
+          if (a < k && bestD[base + a] <= blockD) {
+            mergedD[o] = bestD[base + a];
+            mergedI[o] = bestI[base + a++];
+          } else if (c < kb) {
+            mergedD[o] = blockD;
+            mergedI[o] = block.start + idx[r * kb + c++];
+          } else {
+            mergedD[o] = Infinity;
+            mergedI[o] = -1;
+          }
+        }
+        bestD.set(mergedD, base);
+        bestI.set(mergedI, base);
+      }
+      opts.onBlock?.(block.start + block.count);
+    }
+  } finally {
+    tf.dispose([q, qNorm2]);
+  }
+  // squared distances → distances; rounding can make a tiny negative
+  for (let i = 0; i < bestD.length; i++) {
+    if (bestI[i] < 0) continue;
+    const v = Math.max(0, bestD[i]);
+    bestD[i] = metric === 'euclidean' ? Math.sqrt(v) : v;
+  }
+  return { k, indices: bestI, distances: bestD };
+}
+
+/** Column means of a streamed matrix, accumulated in float64. */
+export async function columnMeans(source: BlockSource, dim: number): Promise<{ mean: Float64Array; rows: number }> {
+  const sum = new Float64Array(dim);
+  let rows = 0;
+  for await (const b of source) {
+    for (let r = 0; r < b.count; r++) for (let j = 0; j < dim; j++) sum[j] += b.values[r * dim + j];
+    rows += b.count;
+  }
+  for (let j = 0; j < dim; j++) sum[j] /= Math.max(rows, 1);
+  return { mean: sum, rows };
+}
+
+/**
+ * Sample covariance (X − μ)ᵀ(X − μ) / (n − 1) of a streamed matrix: each block's Bᵀ·B is one
+ * backend product (float32), and the blocks are summed in float64 in JS.
+ */
+export async function covariance(source: BlockSource, dim: number, mean: Float64Array, rows: number, onBlock?: (rowsDone: number) => void): Promise<Float64Array> {
+  const acc = new Float64Array(dim * dim);
+  const mu = Float32Array.from(mean);
+  const muT = tf.tensor2d(mu, [1, dim]);
+  try {
+    for await (const b of source) {
+      const prod = tf.tidy(() => {
+        const centred = tf.sub(tf.tensor2d(b.values, [b.count, dim]), muT);
+        return tf.matMul(tf.transpose(centred), centred);
+      });
+      const v = await prod.data();
+      prod.dispose();
+      for (let i = 0; i < v.length; i++) acc[i] += v[i];
+      onBlock?.(b.start + b.count);
+    }
+  } finally {
+    muT.dispose();
+  }
+  const denom = Math.max(rows - 1, 1);
+  // symmetrise: float32 products of blocks can differ in the last bit across the diagonal
+  for (let i = 0; i < dim; i++) {
+    for (let j = i; j < dim; j++) {
+      const s = (acc[i * dim + j] + acc[j * dim + i]) / (2 * denom);
+      acc[i * dim + j] = s;
+      acc[j * dim + i] = s;
+    }
+  }
+  return acc;
+}
+
+/**
+ * Eigen-decomposition of a symmetric dim × dim matrix (ml-matrix: Householder tridiagonalisation
+ * + QL), eigenvalues descending. `vectors[c]` is the unit eigenvector of `values[c]`, with its sign
+ * fixed so that its largest-magnitude entry is positive (a deterministic choice; eigenvectors are
+ * only defined up to sign).
+ */
+export function symmetricEigen(matrix: Float64Array, dim: number): { values: number[]; vectors: Float64Array[] } {
+  const rows: number[][] = [];
+  for (let i = 0; i < dim; i++) rows.push(Array.from(matrix.subarray(i * dim, (i + 1) * dim)));
+  const evd = new EigenvalueDecomposition(new Matrix(rows), { assumeSymmetric: true });
+  const values = evd.realEigenvalues;
+  const V = evd.eigenvectorMatrix;
+  const order = values.map((_, i) => i).sort((a, b) => values[b] - values[a]);
+  const vectors = order.map((c) => {
+    const v = Float64Array.from(V.getColumn(c));
+    let big = 0;
+    for (let i = 1; i < dim; i++) if (Math.abs(v[i]) > Math.abs(v[big])) big = i;
+    if (v[big] < 0) for (let i = 0; i < dim; i++) v[i] = -v[i];
+    return v;
+  });
+  return { values: order.map((c) => values[c]), vectors };
+}
+
+/** Projects streamed rows onto `axes` (each a dim-vector) after subtracting `mean`: rows × axes.length, row-major. */
+export async function project(source: BlockSource, dim: number, mean: Float64Array, axes: Float64Array[], rows: number): Promise<Float32Array> {
+  const a = axes.length;
+  const out = new Float32Array(rows * a);
+  const W = new Float32Array(dim * a);
+  for (let c = 0; c < a; c++) for (let j = 0; j < dim; j++) W[j * a + c] = axes[c][j];
+  const [w, mu] = [tf.tensor2d(W, [dim, a]), tf.tensor2d(Float32Array.from(mean), [1, dim])];
+  try {
+    for await (const b of source) {
+      const y = tf.tidy(() => tf.matMul(tf.sub(tf.tensor2d(b.values, [b.count, dim]), mu), w));
+      out.set(await y.data(), b.start * a);
+      y.dispose();
+    }
+  } finally {
+    tf.dispose([w, mu]);
+  }
+  return out;
+}
+
+/** Streams an in-memory row-major matrix in blocks (tests, small data). */
+export async function* memoryBlocks(values: Float32Array, dim: number, blockRows: number): AsyncGenerator<RowBlock> {
+  const rows = values.length / dim;
+  for (let start = 0; start < rows; start += blockRows) {
+    const count = Math.min(blockRows, rows - start);
+    yield { start, count, values: values.subarray(start * dim, (start + count) * dim) };
+  }
+}
