@@ -38,10 +38,11 @@ function convlensResults() {
             plugins: [{
               name: 'convlens-results-dev',
               configureServer(server) {
-                const prefix = `${base}results/`;
                 server.middlewares.use((req, res, next) => {
                   const url = decodeURIComponent((req.url ?? '').split('?')[0]);
-                  if (!url.startsWith(prefix)) return next();
+                  // Astro's dev server may already have stripped the base from req.url.
+                  const prefix = [`${base}results/`, '/results/'].find((p) => url.startsWith(p));
+                  if (!prefix) return next();
                   const file = path.resolve(resultsDir, url.slice(prefix.length));
                   // Refuse anything that escapes the results folder (`..` in the URL).
                   if (!file.startsWith(resultsDir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) return next();

@@ -5,7 +5,7 @@
  */
 import { defineCollection, z } from 'astro:content';
 import { glob, type Loader } from 'astro/loaders';
-import { techniqueIds } from './site-data';
+import { techniqueIds, techniques } from './site-data';
 
 const methodsDir = process.env.CONVLENS_METHODS_DIR ?? './content/methods';
 
@@ -40,7 +40,13 @@ function methodsLoader(): Loader {
         parseData: async (props) => {
           const result = registeredId(ids, props.filePath ?? `${methodsDir}/${props.id}.mdx`).safeParse(props.id);
           if (!result.success) throw new Error(result.error.issues[0]?.message ?? `unregistered technique '${props.id}'`);
-          return context.parseData(props);
+          const data = await context.parseData(props);
+          // The family groups the methods index; the registry is the authority, so they must agree.
+          const registered = techniques().find((t) => t.id === props.id);
+          if (registered && data.family !== registered.family) {
+            throw new Error(`${props.filePath ?? props.id}: family '${String(data.family)}' differs from the registered technique's '${registered.family}'`);
+          }
+          return data;
         },
       });
     },
