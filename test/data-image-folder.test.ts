@@ -66,6 +66,9 @@ beforeAll(async () => {
   }
   const big = await noise(64, 64).png({ compressionLevel: 0 }).toBuffer();
   await write(c(BIRD, 'trunc.png'), big.subarray(0, big.length >> 1));
+  const jpg = await noise(64, 64).jpeg().toBuffer();
+  await write(c(BIRD, 'trunc.jpg'), jpg.subarray(0, jpg.length >> 1));
+  await write(c(BIRD, 'trailing.jpg'), Buffer.concat([jpg, Buffer.alloc(5000, 7)])); // valid: data after EOI is allowed
 });
 
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -77,18 +80,19 @@ describe('openImageFolder: scan', () => {
     expect(ds.classNames).toEqual([BIRD, 'cat', 'dog']);
     expect(ds.name).toBe('pets');
     expect(ds.imageShape).toEqual([4, 4, 3]);
-    expect(ds.splitSizes).toEqual({ train: 0, test: 12 });
-    expect(ds.classCounts).toEqual({ train: [0, 0, 0], test: [4, 4, 4] });
+    expect(ds.splitSizes).toEqual({ train: 0, test: 13 });
+    expect(ds.classCounts).toEqual({ train: [0, 0, 0], test: [5, 4, 4] });
     const skipped = Object.fromEntries(ds.skipped.map((s) => [s.file, s.reason]));
-    expect(Object.keys(skipped).sort()).toEqual([`${BIRD}/trunc.png`, 'cat/empty.jpg', 'cat/scan.bmp', 'dog/text.jpg']);
+    expect(Object.keys(skipped).sort()).toEqual([`${BIRD}/trunc.jpg`, `${BIRD}/trunc.png`, 'cat/empty.jpg', 'cat/scan.bmp', 'dog/text.jpg']);
     expect(skipped['cat/empty.jpg']).toMatch(/empty file/);
     expect(skipped['cat/scan.bmp']).toMatch(/unsupported image format '\.bmp'/);
     expect(skipped['dog/text.jpg']).toMatch(/not a readable image/);
     expect(skipped[`${BIRD}/trunc.png`]).toMatch(/corrupt or truncated png/);
+    expect(skipped[`${BIRD}/trunc.jpg`]).toMatch(/corrupt or truncated jpeg/);
     expect(logs).toHaveLength(1);
-    expect(logs[0]).toMatch(/^warning: 4 files in .*pets skipped: /);
-    expect(ds.describeImage('test', 4)).toEqual({ id: 'cat/a.png', label: 1, file: 'cat/a.png' });
-    expect(ds.describeImage('test', 7)).toEqual({ id: 'cat/sub/d.gif', label: 1, file: 'cat/sub/d.gif' });
+    expect(logs[0]).toMatch(/^warning: 5 files in .*pets skipped: .*; …$/);
+    expect(ds.describeImage('test', 5)).toEqual({ id: 'cat/a.png', label: 1, file: 'cat/a.png' });
+    expect(ds.describeImage('test', 8)).toEqual({ id: 'cat/sub/d.gif', label: 1, file: 'cat/sub/d.gif' });
   });
 
   it('has a content id: stable on reopening, changed by one byte of one file or by the preprocessing', async () => {
@@ -120,14 +124,14 @@ describe('openImageFolder: scan', () => {
     const ds = await open({ root, classNames: ['dog', BIRD, 'cat'] });
     expect(ds.classNames).toEqual(['dog', BIRD, 'cat']);
     expect(ds.describeImage('test', 0)).toMatchObject({ label: 0, file: 'dog/e.jpg' });
-    expect(ds.classCounts.test).toEqual([4, 4, 4]);
+    expect(ds.classCounts.test).toEqual([4, 5, 4]);
   });
 });
 
 describe('openImageFolder: pixels and normalisation', () => {
   const onlyA = async (prep: Preprocessing) => {
     const ds = await open({ root, preprocessing: prep });
-    const [b] = await collect(ds, 'test', 1, [4]); // cat/a.png, solid (200, 100, 50)
+    const [b] = await collect(ds, 'test', 1, [5]); // cat/a.png, solid (200, 100, 50)
     return b;
   };
 
@@ -140,7 +144,7 @@ describe('openImageFolder: pixels and normalisation', () => {
     expect(b.images[1]).toBeCloseTo(-1 + (2 * 100) / 255, 6);
     expect(b.images[2]).toBeCloseTo(-1 + (2 * 50) / 255, 6);
     expect([...b.labels]).toEqual([1]);
-    expect([...b.indices]).toEqual([4]);
+    expect([...b.indices]).toEqual([5]);
   });
 
   it('converts to grey with PIL luma and applies mean/std', async () => {
@@ -154,10 +158,10 @@ describe('openImageFolder: pixels and normalisation', () => {
   it('per-channel mean/std; alpha is flattened on black; grey files become RGB', async () => {
     const prep: Preprocessing = { ...rgbPrep, size: [3, 3], normalize: { kind: 'meanStd', mean: [0.1, 0.2, 0.3], std: [0.5, 1, 2] } };
     const ds = await open({ root, preprocessing: prep });
-    const rgba = ds.describeImage('test', 11);
-    const grey = ds.describeImage('test', 10);
+    const rgba = ds.describeImage('test', 12);
+    const grey = ds.describeImage('test', 11);
     expect([rgba.file, grey.file]).toEqual(['dog/rgba.png', 'dog/grey.png']);
-    const [b] = await collect(ds, 'test', 2, [11, 10]);
+    const [b] = await collect(ds, 'test', 2, [12, 11]);
     const px = (n: number) => [...b.pixels.slice(n * 27, n * 27 + 3)];
     const [r, g, bl] = px(0);
     expect(Math.abs(r - 100)).toBeLessThanOrEqual(1);
@@ -172,9 +176,9 @@ describe('openImageFolder: pixels and normalisation', () => {
   it('decodes every format to the requested shape, in index order', async () => {
     const ds = await open({ root });
     const batches = await collect(ds, 'test', 5);
-    expect(batches.map((b) => b.size)).toEqual([5, 5, 2]);
-    expect(batches.flatMap((b) => [...b.indices])).toEqual([...Array(12).keys()]);
-    expect(batches.flatMap((b) => [...b.labels])).toEqual([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+    expect(batches.map((b) => b.size)).toEqual([5, 5, 3]);
+    expect(batches.flatMap((b) => [...b.indices])).toEqual([...Array(13).keys()]);
+    expect(batches.flatMap((b) => [...b.labels])).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
     for (const b of batches) expect(b.images.length).toBe(b.size * 48);
   });
 
