@@ -301,7 +301,7 @@ async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerC
   for await (const batch of dataset.batches(split, 256)) {
     const predicted = tf.tidy(() => {
       const x = tf.tensor4d(batch.images, [batch.size, h, w, c]);
-      return model.executor.run(x).output.argMax(-1);
+      return tf.argMax(model.executor.run(x).output, -1);
     });
     const labels = (await predicted.data()) as Int32Array;
     predicted.dispose();
