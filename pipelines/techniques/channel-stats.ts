@@ -199,7 +199,7 @@ export default defineTechnique({
 });
 
 /** The last of `names` in topological order: the pass can stop there instead of running the classifier head. */
-function lastNeeded(executor: GraphExecutor, names: string[]): string {
+export function lastNeeded(executor: GraphExecutor, names: string[]): string {
   const wanted = new Set(names);
   let last = names[0];
   for (const n of executor.nodes) if (wanted.has(n.name)) last = n.name;
