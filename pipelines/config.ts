@@ -90,6 +90,7 @@ export async function loadReportConfig(configFile: string): Promise<ResolvedRepo
   if (!parsed.success) throw configError(rel, parsed.error);
   const dir = path.dirname(file);
   const modelDir = resolveInside(dir, parsed.data.model, rel, 'model');
+  if (parsed.data.dataset.type === 'image-folder') resolveInside(dir, parsed.data.dataset.path, rel, 'dataset.path');
   return { id: path.basename(dir), dir, configFile: rel, config: parsed.data, modelDir, backend: parsed.data.backend };
 }
 

@@ -111,7 +111,7 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
   const model = await loadModel(report.modelDir);
   try {
     const preprocessing = resolvePreprocessing(config.preprocessing, model.inputShape, report.configFile);
-    const dataset = await openDataset(config.dataset, { configFile: report.configFile, baseDir: report.dir, preprocessing });
+    const dataset = await openDataset(config.dataset, { configFile: report.configFile, baseDir: report.dir, preprocessing, log: rc.log });
     checkDatasetFitsModel(dataset, model.inputShape, report.configFile);
     if (config.classNames) {
       if (config.classNames.length !== dataset.classNames.length) {
@@ -122,7 +122,6 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
       dataset.classNames = config.classNames;
     }
     checkClassCount(model, dataset, report.configFile);
-    if (dataset.skipped.length) rc.log(`  warning: ${dataset.skipped.length} dataset files skipped (listed on the report's dataset page)`);
 
     const base = {
       modelId: model.id,

@@ -59,6 +59,11 @@ describe('report config', () => {
     expect(abs.message).toContain('leaves the report folder');
   });
 
+  it('refuses a dataset folder that leaves the report folder', async () => {
+    const e = await errorOf(loadReportConfig(writeConfig(`{ title: 'T', model: './m', dataset: { type: 'image-folder', path: '../../../data' } }`)));
+    expect(e.message).toMatch(/dataset\.path: path '\.\.\/\.\.\/\.\.\/data' leaves the report folder/);
+  });
+
   it('reports a missing file and a config that does not load', async () => {
     expect((await errorOf(loadReportConfig('/nonexistent/report.config.ts'))).message).toContain('not found');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-config-'));
