@@ -1,0 +1,28 @@
+/** `grad-cam-plus-plus` (Chattopadhay et al. 2018): Grad-CAM with pixel-wise weighted positive gradients. */
+import { z } from 'zod';
+import { commonParams, gradCamPlusPlusMaps, lastSpatialLayer, runAttribution, spatialNode } from '../engines/attribution';
+import { defineTechnique } from '../technique';
+
+export default defineTechnique({
+  id: 'grad-cam-plus-plus',
+  title: 'Grad-CAM++',
+  summary: 'A variant of Grad-CAM that weights each location\'s positive gradient, so several instances or parts of an object all show up.',
+  family: 'attribution',
+  version: 1,
+  needs: ['features'],
+  params: z.object({
+    ...commonParams,
+    layer: z.string().optional().describe('layer to explain; default: the last layer with a spatial output'),
+  }),
+  async run(ctx) {
+    const ex = ctx.model.executor;
+    const layer = spatialNode(ex, ctx.params.layer ?? lastSpatialLayer(ex)).name;
+    const data = await runAttribution(ctx, {
+      technique: 'grad-cam-plus-plus',
+      kinds: [{ name: 'grad-cam-plus-plus', title: `Grad-CAM++ at '${layer}'`, signed: false, layer }],
+      compute: (x, targets) => ({ maps: { 'grad-cam-plus-plus': gradCamPlusPlusMaps(ex, x, layer, targets) } }),
+      notes: ['weights use the closed form for an exponential of the logit (the paper\'s eq. 19), as the reference implementations do'],
+    });
+    return { ...data, layer };
+  },
+});

@@ -1,0 +1,251 @@
+/**
+ * Attribution techniques on hand-made models with known answers and on the tiny trained report:
+ * saliency / occlusion on a model that sees only one quadrant, explicit deconvnet = gradient
+ * rule, CAM = Grad-CAM up to scale, guided / deconvnet ≠ saliency, SmoothGrad(σ = 0) = saliency,
+ * and every technique's result shape, files and tensor hygiene.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import '@tensorflow/tfjs-backend-cpu';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  auc, camHead, camMaps, deconvnetProject, gradCamMaps, inputGradient, itemTensor, strongestUnits, unitGradient, type AttributionData, type Item,
+} from '../pipelines/engines/attribution';
+import type { FeaturesData } from '../pipelines/engines/examples';
+import { loadModel, type LoadedModel } from '../pipelines/model/load';
+import cam from '../pipelines/techniques/cam';
+import deconvnet from '../pipelines/techniques/deconvnet';
+import features from '../pipelines/techniques/features';
+import gradCam from '../pipelines/techniques/grad-cam';
+import gradCamPlusPlus from '../pipelines/techniques/grad-cam-plus-plus';
+import guidedBackprop from '../pipelines/techniques/guided-backprop';
+import guidedGradCam from '../pipelines/techniques/guided-grad-cam';
+import occlusion, { occlusionMaps } from '../pipelines/techniques/occlusion';
+import saliency from '../pipelines/techniques/saliency';
+import smoothgrad from '../pipelines/techniques/smoothgrad';
+import type { Technique } from '../pipelines/technique';
+import { saveModel, tmpDir } from './fixtures/models';
+import { runTechnique, tinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
+
+let model: LoadedModel;
+let quadrant: LoadedModel;
+let dataset: TinyDataset;
+let feats: { data: FeaturesData; dir: string };
+let quadrantFeats: { data: FeaturesData; dir: string };
+const S = TINY_SIZE;
+
+/** Flatten → Dense(3): the logits read only the top-left 8×8 quadrant (all other weights are zero). */
+async function quadrantModel(): Promise<LoadedModel> {
+  const m = tfl.sequential();
+  m.add(tfl.layers.flatten({ inputShape: [S, S, 1], name: 'flat' }));
+  m.add(tfl.layers.dense({ units: 3, name: 'logits' }));
+  m.add(tfl.layers.activation({ activation: 'softmax', name: 'probs' }));
+  const w = new Float32Array(S * S * 3);
+  for (let y = 0; y < S / 2; y++) for (let x = 0; x < S / 2; x++) for (let k = 0; k < 3; k++) w[(y * S + x) * 3 + k] = Math.sin(1 + y * 7 + x * 3 + k * 11);
+  m.getLayer('logits').setWeights([tf.tensor2d(w, [S * S, 3]), tf.zeros([3])]);
+  const dir = tmpDir('convlens-quadrant-');
+  await saveModel(m, dir);
+  m.dispose();
+  return loadModel(dir);
+}
+
+async function firstImages(n: number): Promise<Item[]> {
+  const b = (await dataset.batches('test', n).next()).value!;
+  return Array.from({ length: n }, (_, i) => ({
+    example: { split: 'test' as const, index: i, label: b.labels[i], predicted: b.labels[i], correct: true },
+    id: `test-${i}`, target: b.labels[i], role: 'predicted' as const,
+    image: b.images.subarray(i * S * S, (i + 1) * S * S), pixels: b.pixels.subarray(i * S * S, (i + 1) * S * S),
+  }));
+}
+
+const relDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / (m || 1);
+};
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  ({ model, dataset } = await tinyReport());
+  quadrant = await quadrantModel();
+  const f = await runTechnique(features, { model, dataset });
+  feats = { data: f.data as FeaturesData, dir: f.dir };
+  const q = await runTechnique(features, { model: quadrant, dataset });
+  quadrantFeats = { data: q.data as FeaturesData, dir: q.dir };
+}, 60_000);
+afterAll(() => {
+  model?.dispose();
+  quadrant?.dispose();
+});
+
+describe('hand-made model: the logit depends only on the top-left quadrant', () => {
+  it('saliency equals the weights there and is exactly zero elsewhere', async () => {
+    const items = await firstImages(3);
+    const [g, w] = tf.tidy(() => [inputGradient(quadrant.executor, itemTensor(items, [S, S, 1]), [0, 1, 2]).dataSync(), quadrant.layersModel.getLayer('logits').getWeights()[0].dataSync()]);
+    for (let b = 0; b < 3; b++) {
+      for (let p = 0; p < S * S; p++) {
+        const inside = Math.floor(p / S) < S / 2 && p % S < S / 2;
+        const v = g[b * S * S + p];
+        if (inside) expect(v).toBeCloseTo(w[p * 3 + b], 6);
+        else expect(v).toBe(0);
+      }
+    }
+  });
+
+  it('occlusion drops the probability only where patches touch the quadrant', async () => {
+    const items = await firstImages(3);
+    const maps = occlusionMaps(quadrant.executor, items, [S, S, 1], 4, 4, [0.5]);
+    let insideTotal = 0;
+    for (let b = 0; b < 3; b++) {
+      for (let p = 0; p < S * S; p++) {
+        const inside = Math.floor(p / S) < S / 2 && p % S < S / 2;
+        if (inside) insideTotal += Math.abs(maps[b * S * S + p]);
+        else expect(maps[b * S * S + p]).toBe(0);
+      }
+    }
+    expect(insideTotal).toBeGreaterThan(0);
+  });
+
+  it('CAM does not apply and says why (no global average pooling)', async () => {
+    const head = camHead(quadrant);
+    expect(head.ok).toBe(false);
+    const before = tf.memory().numTensors;
+    const { data } = await runTechnique(cam, { model: quadrant, dataset, deps: { features: quadrantFeats.data }, depDirs: { features: quadrantFeats.dir } });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(data).toMatchObject({ applicable: false });
+    expect((data as { reason: string }).reason).toMatch(/GlobalAveragePooling2D/);
+  });
+
+  it('the trapezoid area of a straight line from 1 to 0 is 1/2', () => {
+    expect(auc([1, 0.75, 0.5, 0.25, 0])).toBeCloseTo(0.5, 10);
+  });
+});
+
+describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
+  it('explicit deconvnet (switches, rectification, transposed filters) = gradient with the deconvnet rule', async () => {
+    const items = await firstImages(6);
+    const before = tf.memory().numTensors;
+    for (const layer of ['c3', 'c2', 'p2']) {
+      const [a, b] = tf.tidy(() => {
+        const x = itemTensor(items, [S, S, 1]);
+        const { units, values } = strongestUnits(model.executor, x, layer);
+        const explicit = deconvnetProject(model, x, layer, units, values);
+        const rule = tf.mul(unitGradient(model.executor, x, layer, units, 'deconvnet'), tf.reshape(tf.tensor1d(values), [-1, 1, 1, 1]));
+        return [explicit.dataSync(), rule.dataSync()];
+      });
+      expect(Math.max(...Array.from(b, Math.abs))).toBeGreaterThan(0);
+      expect(relDiff(a, b)).toBeLessThanOrEqual(1e-5);
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('guided backprop and deconvnet differ from plain saliency (the fused ReLU is split out)', async () => {
+    const items = await firstImages(4);
+    const targets = items.map((i) => i.target);
+    const [plain, guided, deconv] = tf.tidy(() => {
+      const x = itemTensor(items, [S, S, 1]);
+      return (['plain', 'guided', 'deconvnet'] as const).map((r) => inputGradient(model.executor, x, targets, r).dataSync());
+    });
+    expect(relDiff(guided, plain)).toBeGreaterThan(0.05);
+    expect(relDiff(deconv, plain)).toBeGreaterThan(0.05);
+    expect(relDiff(deconv, guided)).toBeGreaterThan(0.05);
+  });
+
+  it('Grad-CAM at the last conv layer = ReLU(CAM) / (h·w): CAM up to a positive scale', async () => {
+    const items = await firstImages(6);
+    const head = camHead(model);
+    if (!head.ok) throw new Error(head.reason);
+    expect(head.feature).toBe('c3');
+    let positive = 0;
+    for (const targets of [items.map((i) => i.target), items.map((i) => (i.target + 1) % 3)]) {
+      const [g, c] = tf.tidy(() => {
+        const x = itemTensor(items, [S, S, 1]);
+        const a = model.executor.run(x, { upTo: 'c3' }).output;
+        const [, h, w] = a.shape;
+        return [gradCamMaps(model.executor, x, 'c3', targets).dataSync(), tf.div(tf.relu(camMaps(a, head.weights, targets)), h * w).dataSync()];
+      });
+      positive += c.filter((v) => v > 0).length;
+      expect(relDiff(g, c)).toBeLessThanOrEqual(1e-5);
+    }
+    expect(positive).toBeGreaterThan(0);
+  });
+});
+
+describe('every attribution technique on the tiny report', () => {
+  const run = async (t: Technique, params: Record<string, unknown> = {}) => {
+    const before = tf.memory().numTensors;
+    const r = await runTechnique(t, { model, dataset, params, deps: { features: feats.data }, depDirs: { features: feats.dir } });
+    expect(tf.memory().numTensors).toBe(before);
+    return r as { data: AttributionData & Record<string, unknown>; dir: string; files: string[] };
+  };
+  const raw = (dir: string, d: AttributionData, kind: string) => {
+    const k = d.kinds.find((x) => x.name === kind)!;
+    const b = fs.readFileSync(path.join(dir, k.raw));
+    return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  };
+
+  it('saliency: maps for the predicted and (when wrong) true class, files, scales, faithfulness', async () => {
+    const { data, dir, files } = await run(saliency);
+    const examples = data.images;
+    expect(examples.length).toBeGreaterThanOrEqual(3);
+    for (const img of examples) {
+      expect(img.targets[0]).toMatchObject({ class: img.predicted, role: 'predicted' });
+      if (!img.correct) expect(img.targets[1]).toMatchObject({ class: img.label, role: 'true' });
+      for (const t of img.targets) for (const f of Object.values(t.files)) expect(files).toContain(f.heat);
+    }
+    const grad = data.kinds.find((k) => k.name === 'gradient')!;
+    expect(grad).toMatchObject({ colormap: 'inferno', scale: { min: 0 } });
+    expect(data.kinds.find((k) => k.name === 'gradient-x-input')!.colormap).toBe('rdbu');
+    const rows = examples.reduce((n, i) => n + i.targets.length, 0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'gradient/raw.json'), 'utf8')).shape).toEqual([rows, S, S]);
+    const f = data.faithfulness!;
+    expect(f.means.gradient.n).toBe(rows);
+    const c = examples[0].targets[0].faithfulness!.gradient;
+    expect(c.deletion).toHaveLength(21);
+    expect(c.deletion[0]).toBeCloseTo(c.insertion[20], 4); // both are the untouched image
+  });
+
+  it('smoothgrad with σ = 0 equals saliency; with noise it differs', async () => {
+    const s = await run(saliency, { faithfulness: false });
+    const z = await run(smoothgrad, { noise: 0, samples: 3, faithfulness: false });
+    expect(relDiff(raw(z.dir, z.data, 'gradient'), raw(s.dir, s.data, 'gradient'))).toBeLessThanOrEqual(1e-5);
+    const n = await run(smoothgrad, { samples: 5, faithfulness: false });
+    expect(relDiff(raw(n.dir, n.data, 'gradient'), raw(s.dir, s.data, 'gradient'))).toBeGreaterThan(1e-3);
+  });
+
+  it('deconvnet: the explicit projection agrees with the gradient rule; four maps side by side', async () => {
+    const { data } = await run(deconvnet);
+    expect(data.layer).toBe('c3');
+    expect(data.explicitVsRuleMaxRelativeDifference as number).toBeLessThanOrEqual(1e-5);
+    expect(data.kinds.map((k) => k.name)).toEqual(['projection', 'saliency', 'deconvnet', 'guided']);
+    expect(data.images[0].targets[0].info).toHaveProperty('unit');
+  });
+
+  it('cam, grad-cam (with a layer comparison), grad-cam++, guided grad-cam, guided backprop, occlusion run', async () => {
+    const c = await run(cam);
+    expect(c.data).toMatchObject({ applicable: true, layer: 'c3' });
+    const g = await run(gradCam);
+    expect(g.data.layer).toBe('c3');
+    const cmp = g.data.comparison as { layers: { layer: string }[]; images: unknown[] };
+    expect(cmp.layers.map((l) => l.layer)).toEqual(['c1', 'c2', 'c3']);
+    expect(cmp.images.length).toBeGreaterThan(0);
+    // CAM and Grad-CAM rows agree up to scale where CAM is positive
+    const camRaw = raw(c.dir, c.data, 'cam').map((v) => Math.max(v, 0) / 16);
+    expect(relDiff(raw(g.dir, g.data, 'grad-cam'), camRaw)).toBeLessThanOrEqual(1e-5);
+    await run(gradCamPlusPlus);
+    await run(guidedGradCam);
+    await run(guidedBackprop);
+    const o = await run(occlusion);
+    expect(o.data).toMatchObject({ size: 3, stride: 2 });
+  });
+
+  it('an unknown layer is a user error naming the choices', async () => {
+    await expect(run(gradCam, { layer: 'c9' })).rejects.toThrow(/unknown layer name 'c9'/);
+  });
+});
