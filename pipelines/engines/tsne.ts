@@ -1,0 +1,781 @@
+/**
+ * Barnes-Hut t-SNE (van der Maaten 2014) on typed arrays, written from the paper's equations.
+ *
+ *   p_{j|i} = exp(-β_i d_ij²) / Σ_k exp(-β_i d_ik²)  over the k = 3·perplexity nearest neighbours,
+ *             β_i chosen by bisection so that the entropy of p_{·|i} equals log(perplexity);
+ *   p_ij    = (p_{j|i} + p_{i|j}) / 2N                 (sparse, symmetric, sums to 1);
+ *   q_ij    = (1 + |y_i − y_j|²)⁻¹ / Z,  Z = Σ_{k≠l} (1 + |y_k − y_l|²)⁻¹;
+ *   C       = KL(P‖Q) = Σ p_ij log(p_ij / q_ij);
+ *   ∂C/∂y_i = 4 Σ_j (p_ij − q_ij) (1 + |y_i − y_j|²)⁻¹ (y_i − y_j)
+ *           = 4 [ Σ_j p_ij w_ij (y_i − y_j)  −  (1/Z) Σ_j w_ij² (y_i − y_j) ],  w = (1 + d²)⁻¹.
+ * The first (attractive) sum runs over the sparse P. The second (repulsive) sum and Z are
+ * approximated with a 2-D quadtree: a cell of side s whose centre of mass is at distance d from
+ * y_i stands in for all its points when s < θ·d.
+ *
+ * Optimisation follows scikit-learn's defaults: PCA initialisation scaled to std 1e-4, early
+ * exaggeration 12 for 250 iterations at momentum 0.5, then momentum 0.8, per-coordinate gains
+ * (delta-bar-delta: +0.2 when the step changes direction, ×0.8 otherwise, floor 0.01; reset when
+ * the phase changes, as sklearn does). The step uses the gradient WITHOUT the constant 4 and
+ * learning rate max(N/12, 200): the same step as sklearn's 'auto' (N/(4·12) times the gradient
+ * with the 4), i.e. the rate of Belkina et al. 2019.
+ */
+import { Rng } from '../rng';
+
+export interface TsneOptions {
+  perplexity?: number;
+  iterations?: number;
+  /** Barnes-Hut accuracy: 0 = exact (O(N²)), 0.5 default. Values above ~0.7 are refused. */
+  theta?: number;
+  earlyExaggeration?: number;
+  exaggerationIterations?: number;
+  /** number, or 'auto' = max(N / earlyExaggeration, 200) (see the header on the factor 4). */
+  learningRate?: number | 'auto';
+  seed?: number;
+  init?: 'pca' | 'random' | Float32Array;
+  /** called every `progressEvery` iterations and at the end. */
+  onProgress?: (iteration: number, total: number) => void;
+  progressEvery?: number;
+}
+
+/** Row-compressed sparse matrix (symmetric P). */
+export interface SparseMatrix {
+  n: number;
+  rowPtr: Int32Array;
+  cols: Int32Array;
+  vals: Float64Array;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact k nearest neighbours (brute force, blocked).
+
+/**
+ * Exact kNN by squared euclidean distance, ascending per row; ties broken by lower index.
+ * Each pair is computed once (upper triangle) and offered to both points' max-heaps; four query
+ * rows share each loaded point, which keeps the inner loop bound by arithmetic, not loads.
+ */
+export function exactKnn(data: Float32Array, n: number, dim: number, k: number): { indices: Int32Array; dist2: Float32Array } {
+  if (data.length !== n * dim) throw new RangeError(`exactKnn: ${data.length} values for ${n}×${dim}`);
+  if (!(k >= 1 && k < n)) throw new RangeError(`exactKnn: k=${k} needs 1 ≤ k < n=${n}`);
+  const norms = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let d = i * dim, e = d + dim; d < e; d++) s += data[d] * data[d];
+    norms[i] = s;
+  }
+  // Heaps: heapD[i*k..] is a max-heap of the k best distances so far (root = worst kept).
+  const heapD = new Float64Array(n * k).fill(Infinity);
+  const heapI = new Int32Array(n * k).fill(-1);
+
+  const offer = (i: number, j: number, dist: number) => {
+    const base = i * k;
+    const top = heapD[base];
+    if (dist > top || (dist === top && j > heapI[base])) return;
+    // replace the root and sift down
+    let pos = 0;
+    for (;;) {
+      const l = 2 * pos + 1;
+      if (l >= k) break;
+      const r = l + 1;
+      let c = l;
+      if (r < k && (heapD[base + r] > heapD[base + l] || (heapD[base + r] === heapD[base + l] && heapI[base + r] > heapI[base + l]))) c = r;
+      const cd = heapD[base + c];
+      if (cd < dist || (cd === dist && heapI[base + c] < j)) break;
+      heapD[base + pos] = cd;
+      heapI[base + pos] = heapI[base + c];
+      pos = c;
+    }
+    heapD[base + pos] = dist;
+    heapI[base + pos] = j;
+  };
+
+  for (let i0 = 0; i0 < n; i0 += 4) {
+    const rows = Math.min(4, n - i0);
+    const a0 = i0 * dim;
+    const a1 = rows > 1 ? a0 + dim : a0;
+    const a2 = rows > 2 ? a0 + 2 * dim : a0;
+    const a3 = rows > 3 ? a0 + 3 * dim : a0;
+    for (let j = i0 + 1; j < n; j++) {
+      const b = j * dim;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let d = 0; d < dim; d++) {
+        const x = data[b + d];
+        s0 += data[a0 + d] * x;
+        s1 += data[a1 + d] * x;
+        s2 += data[a2 + d] * x;
+        s3 += data[a3 + d] * x;
+      }
+      const nj = norms[j];
+      // clamp: cancellation can make a tiny distance negative
+      offerPair(i0, j, Math.max(0, norms[i0] + nj - 2 * s0));
+      if (rows > 1 && j > i0 + 1) offerPair(i0 + 1, j, Math.max(0, norms[i0 + 1] + nj - 2 * s1));
+      if (rows > 2 && j > i0 + 2) offerPair(i0 + 2, j, Math.max(0, norms[i0 + 2] + nj - 2 * s2));
+      if (rows > 3 && j > i0 + 3) offerPair(i0 + 3, j, Math.max(0, norms[i0 + 3] + nj - 2 * s3));
+    }
+  }
+  function offerPair(i: number, j: number, dist: number) {
+    offer(i, j, dist);
+    offer(j, i, dist);
+  }
+
+  // Heap → ascending order (sort each row's k entries).
+  const indices = new Int32Array(n * k);
+  const dist2 = new Float32Array(n * k);
+  const order = new Array<number>(k);
+  for (let i = 0; i < n; i++) {
+    const base = i * k;
+    for (let t = 0; t < k; t++) order[t] = t;
+    order.sort((a, b) => heapD[base + a] - heapD[base + b] || heapI[base + a] - heapI[base + b]);
+    for (let t = 0; t < k; t++) {
+      indices[base + t] = heapI[base + order[t]];
+      dist2[base + t] = heapD[base + order[t]];
+    }
+  }
+  return { indices, dist2 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input affinities.
+
+/**
+ * p_{·|i} for one row of squared distances: bisection on β = 1/(2σ²) until the entropy (nats)
+ * matches log(perplexity). Distances are shifted by the row minimum (it cancels in the
+ * normalisation) so that exp() cannot underflow for far-away rows.
+ */
+export function conditionalRow(dist2: ArrayLike<number>, offset: number, k: number, perplexity: number, out: Float64Array, outOffset: number): number {
+  const target = Math.log(perplexity);
+  let dmin = Infinity;
+  for (let t = 0; t < k; t++) dmin = Math.min(dmin, dist2[offset + t]);
+  let beta = 1;
+  let lo = 0;
+  let hi = Infinity;
+  for (let step = 0; step < 200; step++) {
+    let sum = 0;
+    let sumDP = 0;
+    for (let t = 0; t < k; t++) {
+      const d = dist2[offset + t] - dmin;
+      const p = Math.exp(-beta * d);
+      out[outOffset + t] = p;
+      sum += p;
+      sumDP += d * p;
+    }
+    // H = log Σ exp(-βd) + β Σ d p / Σ p
+    const entropy = Math.log(sum) + (beta * sumDP) / sum;
+    const diff = entropy - target;
+    for (let t = 0; t < k; t++) out[outOffset + t] /= sum;
+    if (Math.abs(diff) < 1e-5) break;
+    if (diff > 0) {
+      // too flat: sharpen
+      lo = beta;
+      beta = hi === Infinity ? beta * 2 : (beta + hi) / 2;
+    } else {
+      hi = beta;
+      beta = (beta + lo) / 2;
+    }
+  }
+  return beta;
+}
+
+/** Symmetrised sparse P from kNN rows (indices ascending by distance); sums to 1. */
+export function symmetrise(n: number, k: number, indices: Int32Array, cond: Float64Array): SparseMatrix {
+  // Each directed edge i→j contributes p_{j|i} to (i, j) and to (j, i).
+  const degree = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) {
+    for (let t = 0; t < k; t++) {
+      degree[i]++;
+      degree[indices[i * k + t]]++;
+    }
+  }
+  const start = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) start[i + 1] = start[i] + degree[i];
+  const fill = start.slice(0, n);
+  const cols = new Int32Array(start[n]);
+  const vals = new Float64Array(start[n]);
+  for (let i = 0; i < n; i++) {
+    for (let t = 0; t < k; t++) {
+      const j = indices[i * k + t];
+      const p = cond[i * k + t];
+      cols[fill[i]] = j;
+      vals[fill[i]++] = p;
+      cols[fill[j]] = i;
+      vals[fill[j]++] = p;
+    }
+  }
+  // Merge duplicates per row (both i→j and j→i present), sort columns for determinism.
+  const rowPtr = new Int32Array(n + 1);
+  const outCols = new Int32Array(start[n]);
+  const outVals = new Float64Array(start[n]);
+  const slot = new Int32Array(n).fill(-1);
+  let w = 0;
+  let total = 0;
+  const rowIdx: number[] = [];
+  for (let i = 0; i < n; i++) {
+    rowPtr[i] = w;
+    rowIdx.length = 0;
+    for (let e = start[i]; e < start[i + 1]; e++) {
+      const j = cols[e];
+      if (slot[j] < 0) {
+        slot[j] = w;
+        outCols[w] = j;
+        outVals[w] = 0;
+        rowIdx.push(j);
+        w++;
+      }
+      outVals[slot[j]] += vals[e];
+    }
+    // sort this row by column
+    const r0 = rowPtr[i];
+    const pairs = rowIdx.map((j) => [j, outVals[slot[j]]] as const).sort((a, b) => a[0] - b[0]);
+    pairs.forEach(([j, v], t) => {
+      outCols[r0 + t] = j;
+      outVals[r0 + t] = v;
+      total += v;
+    });
+    for (const j of rowIdx) slot[j] = -1;
+  }
+  rowPtr[n] = w;
+  const vNorm = outVals.subarray(0, w);
+  for (let e = 0; e < w; e++) vNorm[e] /= total;
+  return { n, rowPtr, cols: outCols.slice(0, w), vals: vNorm.slice() };
+}
+
+/** Sparse symmetric P from the data: exact kNN with k = min(N−1, ⌊3·perplexity⌋). */
+export function inputAffinities(data: Float32Array, n: number, dim: number, perplexity: number): SparseMatrix {
+  if (!(perplexity > 0)) throw new RangeError(`perplexity must be > 0, got ${perplexity}`);
+  const k = Math.min(n - 1, Math.floor(3 * perplexity));
+  if (k < 1) throw new RangeError(`t-SNE needs at least 2 points, got ${n}`);
+  // A perplexity above k cannot be reached over k neighbours: aim just below it.
+  const perp = Math.min(perplexity, k * 0.99);
+  const { indices, dist2 } = exactKnn(data, n, dim, k);
+  const cond = new Float64Array(n * k);
+  for (let i = 0; i < n; i++) conditionalRow(dist2, i * k, k, perp, cond, i * k);
+  return symmetrise(n, k, indices, cond);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PCA initialisation.
+
+/** Eigen-decomposition of a small symmetric matrix (cyclic Jacobi); columns of `vectors`. */
+function jacobiEigen(a: Float64Array, m: number): { values: Float64Array; vectors: Float64Array } {
+  const A = a.slice();
+  const V = new Float64Array(m * m);
+  for (let i = 0; i < m; i++) V[i * m + i] = 1;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < m; p++) for (let q = p + 1; q < m; q++) off += A[p * m + q] ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < m; p++) {
+      for (let q = p + 1; q < m; q++) {
+        const apq = A[p * m + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        const tau = (A[q * m + q] - A[p * m + p]) / (2 * apq);
+        const t = Math.sign(tau || 1) / (Math.abs(tau) + Math.sqrt(1 + tau * tau));
+        const c = 1 / Math.sqrt(1 + t * t);
+        const s = t * c;
+        for (let r = 0; r < m; r++) {
+          const arp = A[r * m + p];
+          const arq = A[r * m + q];
+          A[r * m + p] = c * arp - s * arq;
+          A[r * m + q] = s * arp + c * arq;
+        }
+        for (let r = 0; r < m; r++) {
+          const apr = A[p * m + r];
+          const aqr = A[q * m + r];
+          A[p * m + r] = c * apr - s * aqr;
+          A[q * m + r] = s * apr + c * aqr;
+        }
+        for (let r = 0; r < m; r++) {
+          const vrp = V[r * m + p];
+          const vrq = V[r * m + q];
+          V[r * m + p] = c * vrp - s * vrq;
+          V[r * m + q] = s * vrp + c * vrq;
+        }
+      }
+    }
+  }
+  const values = new Float64Array(m);
+  for (let i = 0; i < m; i++) values[i] = A[i * m + i];
+  return { values, vectors: V };
+}
+
+/**
+ * Projection on the first two principal axes, scaled so that the first coordinate has std 1e-4
+ * (sklearn's init='pca'). Covariance, then subspace iteration with a seeded start and a
+ * Rayleigh-Ritz step; each axis's sign is fixed (largest loading positive) for stable output.
+ */
+export function pcaInit(data: Float32Array, n: number, dim: number, rng: Rng): Float64Array {
+  const mean = new Float64Array(dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) mean[d] += data[i * dim + d];
+  for (let d = 0; d < dim; d++) mean[d] /= n;
+  const cov = new Float64Array(dim * dim);
+  const row = new Float64Array(dim);
+  for (let i = 0; i < n; i++) {
+    for (let d = 0; d < dim; d++) row[d] = data[i * dim + d] - mean[d];
+    for (let a = 0; a < dim; a++) {
+      const ra = row[a];
+      if (ra === 0) continue;
+      const base = a * dim;
+      for (let b = a; b < dim; b++) cov[base + b] += ra * row[b];
+    }
+  }
+  for (let a = 0; a < dim; a++) for (let b = a + 1; b < dim; b++) cov[b * dim + a] = cov[a * dim + b];
+
+  const m = Math.min(dim, 8);
+  let V = new Float64Array(dim * m); // column-major: vector c at [c*dim ...]
+  for (let t = 0; t < V.length; t++) V[t] = rng.normal();
+  const orthonormalise = (M: Float64Array) => {
+    for (let c = 0; c < m; c++) {
+      for (let p = 0; p < c; p++) {
+        let dot = 0;
+        for (let d = 0; d < dim; d++) dot += M[c * dim + d] * M[p * dim + d];
+        for (let d = 0; d < dim; d++) M[c * dim + d] -= dot * M[p * dim + d];
+      }
+      let norm = 0;
+      for (let d = 0; d < dim; d++) norm += M[c * dim + d] ** 2;
+      norm = Math.sqrt(norm) || 1;
+      for (let d = 0; d < dim; d++) M[c * dim + d] /= norm;
+    }
+  };
+  const mul = (M: Float64Array) => {
+    const R = new Float64Array(dim * m);
+    for (let c = 0; c < m; c++) {
+      for (let a = 0; a < dim; a++) {
+        let s = 0;
+        for (let b = 0; b < dim; b++) s += cov[a * dim + b] * M[c * dim + b];
+        R[c * dim + a] = s;
+      }
+    }
+    return R;
+  };
+  orthonormalise(V);
+  for (let it = 0; it < 60; it++) {
+    V = mul(V);
+    orthonormalise(V);
+  }
+  // Rayleigh-Ritz: eigenvectors of Vᵀ C V rotate V onto the principal axes.
+  const CV = mul(V);
+  const H = new Float64Array(m * m);
+  for (let p = 0; p < m; p++) for (let q = 0; q < m; q++) {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += V[p * dim + d] * CV[q * dim + d];
+    H[p * m + q] = s;
+  }
+  const { values, vectors } = jacobiEigen(H, m);
+  const order = Array.from({ length: m }, (_, i) => i).sort((a, b) => values[b] - values[a]);
+  const axes: Float64Array[] = [];
+  for (let c = 0; c < 2; c++) {
+    const axis = new Float64Array(dim);
+    if (c < m) {
+      const e = order[c];
+      for (let q = 0; q < m; q++) {
+        const w = vectors[q * m + e];
+        for (let d = 0; d < dim; d++) axis[d] += w * V[q * dim + d];
+      }
+    }
+    let big = 0;
+    for (let d = 0; d < dim; d++) if (Math.abs(axis[d]) > Math.abs(big)) big = axis[d];
+    if (big < 0) for (let d = 0; d < dim; d++) axis[d] = -axis[d];
+    axes.push(axis);
+  }
+  const y = new Float64Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 2; c++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += (data[i * dim + d] - mean[d]) * axes[c][d];
+      y[i * 2 + c] = s;
+    }
+  }
+  return scaleInit(y, n);
+}
+
+/** Centre, then scale so that the first coordinate has std 1e-4. */
+function scaleInit(y: Float64Array, n: number): Float64Array {
+  for (let c = 0; c < 2; c++) {
+    let mu = 0;
+    for (let i = 0; i < n; i++) mu += y[i * 2 + c];
+    mu /= n;
+    for (let i = 0; i < n; i++) y[i * 2 + c] -= mu;
+  }
+  let v = 0;
+  for (let i = 0; i < n; i++) v += y[i * 2] ** 2;
+  const std = Math.sqrt(v / n);
+  const f = std > 0 ? 1e-4 / std : 1;
+  for (let t = 0; t < y.length; t++) y[t] *= f;
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quadtree and gradient.
+
+const MAX_DEPTH = 40;
+
+/**
+ * Quadtree in depth-first order with skip pointers: node `t`'s children follow it, and
+ * `skip[t]` is the first node after its subtree, so traversal is a loop without a stack.
+ * Leaves hold up to `leafSize` points (copied in tree order into px/py for locality).
+ */
+export class QuadTree {
+  count = 0;
+  comX = new Float64Array(0);
+  comY = new Float64Array(0);
+  mass = new Float64Array(0);
+  /** squared side length of the cell. */
+  side2 = new Float64Array(0);
+  skip = new Int32Array(0);
+  /** for leaves: [leafStart, leafEnd) into order/px/py; leafEnd = -1 for inner nodes. */
+  leafStart = new Int32Array(0);
+  leafEnd = new Int32Array(0);
+  order: Int32Array;
+  px: Float64Array;
+  py: Float64Array;
+  /** leaf node ids, in tree order. */
+  leaves: Int32Array;
+  leafCount = 0;
+  /** per tree position: repulsion outputs (reused every iteration). */
+  zBuf: Float64Array;
+  fxBuf: Float64Array;
+  fyBuf: Float64Array;
+  private scratch: Int32Array;
+  private quad: Uint8Array;
+
+  /** leafSize: points per leaf before splitting (exact interactions inside opened leaves). */
+  constructor(readonly n: number, readonly leafSize = 16) {
+    this.order = new Int32Array(n);
+    for (let i = 0; i < n; i++) this.order[i] = i;
+    this.px = new Float64Array(n);
+    this.py = new Float64Array(n);
+    this.scratch = new Int32Array(n);
+    this.quad = new Uint8Array(n);
+    this.leaves = new Int32Array(n);
+    this.zBuf = new Float64Array(n);
+    this.fxBuf = new Float64Array(n);
+    this.fyBuf = new Float64Array(n);
+    this.grow(Math.max(64, Math.ceil(n / 2)));
+  }
+
+  private grow(size: number) {
+    const copyF = (a: Float64Array) => { const b = new Float64Array(size); b.set(a.subarray(0, Math.min(a.length, size))); return b; };
+    const copyI = (a: Int32Array) => { const b = new Int32Array(size); b.set(a.subarray(0, Math.min(a.length, size))); return b; };
+    this.comX = copyF(this.comX);
+    this.comY = copyF(this.comY);
+    this.mass = copyF(this.mass);
+    this.side2 = copyF(this.side2);
+    this.skip = copyI(this.skip);
+    this.leafStart = copyI(this.leafStart);
+    this.leafEnd = copyI(this.leafEnd);
+  }
+
+  build(y: Float64Array): void {
+    const n = this.n;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const a = y[2 * i], b = y[2 * i + 1];
+      if (a < x0) x0 = a;
+      if (a > x1) x1 = a;
+      if (b < y0) y0 = b;
+      if (b > y1) y1 = b;
+    }
+    const size = Math.max(x1 - x0, y1 - y0) * (1 + 1e-9) + 1e-12;
+    this.count = 0;
+    this.leafCount = 0;
+    // `order` keeps last iteration's tree order: nearly sorted input keeps partitions cheap.
+    this.node(y, 0, n, x0, y0, size, 0);
+    for (let p = 0; p < n; p++) {
+      const i = this.order[p];
+      this.px[p] = y[2 * i];
+      this.py[p] = y[2 * i + 1];
+    }
+  }
+
+  private node(y: Float64Array, start: number, end: number, x0: number, y0: number, size: number, depth: number): void {
+    if (this.count >= this.mass.length) this.grow(this.mass.length * 2);
+    const t = this.count++;
+    const order = this.order;
+    let sx = 0, sy = 0;
+    for (let p = start; p < end; p++) {
+      const i = order[p];
+      sx += y[2 * i];
+      sy += y[2 * i + 1];
+    }
+    const m = end - start;
+    this.comX[t] = sx / m;
+    this.comY[t] = sy / m;
+    this.mass[t] = m;
+    this.side2[t] = size * size;
+    if (m <= this.leafSize || depth >= MAX_DEPTH) {
+      this.leafStart[t] = start;
+      this.leafEnd[t] = end;
+      this.skip[t] = this.count;
+      this.leaves[this.leafCount++] = t;
+      return;
+    }
+    this.leafStart[t] = start;
+    this.leafEnd[t] = -1;
+    const h = size / 2;
+    const xm = x0 + h, ym = y0 + h;
+    // Stable 4-way partition by quadrant (stable keeps the order deterministic and local).
+    const quad = this.quad;
+    let q0 = 0, q1 = 0, q2 = 0;
+    for (let p = start; p < end; p++) {
+      const i = order[p];
+      const c = (y[2 * i] >= xm ? 1 : 0) + (y[2 * i + 1] >= ym ? 2 : 0);
+      quad[p] = c;
+      if (c === 0) q0++;
+      else if (c === 1) q1++;
+      else if (c === 2) q2++;
+    }
+    const b1 = start + q0, b2 = b1 + q1, b3 = b2 + q2;
+    let w0 = start, w1 = b1, w2 = b2, w3 = b3;
+    const tmp = this.scratch;
+    for (let p = start; p < end; p++) {
+      const c = quad[p];
+      const i = order[p];
+      if (c === 0) tmp[w0++] = i;
+      else if (c === 1) tmp[w1++] = i;
+      else if (c === 2) tmp[w2++] = i;
+      else tmp[w3++] = i;
+    }
+    for (let p = start; p < end; p++) order[p] = tmp[p];
+    if (b1 > start) this.node(y, start, b1, x0, y0, h, depth + 1);
+    if (b2 > b1) this.node(y, b1, b2, xm, y0, h, depth + 1);
+    if (b3 > b2) this.node(y, b2, b3, x0, ym, h, depth + 1);
+    if (end > b3) this.node(y, b3, end, xm, ym, h, depth + 1);
+    this.skip[t] = this.count;
+  }
+
+}
+
+/**
+ * Repulsion for all points, one traversal per leaf: a cell is summarised for the whole leaf
+ * when side < θ·d with d the distance from the cell's centre of mass to the leaf's bounding
+ * box (so the test holds for every point in it: never less accurate than per-point BH), and
+ * opened leaves interact exactly. Sharing the traversal is what makes this ~2× faster than
+ * walking the tree once per point. Results go to z/fx/fy by point index; z excludes self-pairs.
+ */
+export function repulsionAll(tree: QuadTree, theta2: number, zOut: Float64Array, fxOut: Float64Array, fyOut: Float64Array): void {
+  const { comX, comY, mass, side2, skip, leafStart, leafEnd, px, py, leaves, leafCount } = tree;
+  const count = tree.count;
+  for (let l = 0; l < leafCount; l++) {
+    const leaf = leaves[l];
+    const a = leafStart[leaf], b = leafEnd[leaf];
+    let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
+    for (let p = a; p < b; p++) {
+      const x = px[p], y = py[p];
+      if (x < minX) minX = x;
+      if (x > maxX) maxX = x;
+      if (y < minY) minY = y;
+      if (y > maxY) maxY = y;
+    }
+    for (let p = a; p < b; p++) {
+      zOut[p] = 0;
+      fxOut[p] = 0;
+      fyOut[p] = 0;
+    }
+    let t = 0;
+    while (t < count) {
+      const cx = comX[t], cy = comY[t];
+      const ddx = cx < minX ? minX - cx : cx > maxX ? cx - maxX : 0;
+      const ddy = cy < minY ? minY - cy : cy > maxY ? cy - maxY : 0;
+      if (side2[t] < theta2 * (ddx * ddx + ddy * ddy)) {
+        const m = mass[t];
+        for (let p = a; p < b; p++) {
+          const dx = px[p] - cx;
+          const dy = py[p] - cy;
+          const w = 1 / (1 + dx * dx + dy * dy);
+          const mw = m * w;
+          zOut[p] += mw;
+          fxOut[p] += mw * w * dx;
+          fyOut[p] += mw * w * dy;
+        }
+        t = skip[t];
+      } else if (leafEnd[t] >= 0) {
+        const c = leafStart[t], e = leafEnd[t];
+        for (let p = a; p < b; p++) {
+          const xi = px[p], yi = py[p];
+          let z = 0, fx = 0, fy = 0;
+          for (let q = c; q < e; q++) {
+            const dx = xi - px[q];
+            const dy = yi - py[q];
+            const w = 1 / (1 + dx * dx + dy * dy);
+            z += w;
+            fx += w * w * dx;
+            fy += w * w * dy;
+          }
+          zOut[p] += z;
+          fxOut[p] += fx;
+          fyOut[p] += fy;
+        }
+        t = skip[t];
+      } else {
+        t++;
+      }
+    }
+    // the self-pair (d = 0) was counted once in z when the point's own leaf was opened
+    for (let p = a; p < b; p++) zOut[p] -= 1;
+  }
+}
+
+/**
+ * grad ← ∂C/∂y / 4 (see the header) for P scaled by `exaggeration`, with the repulsion from the
+ * quadtree (θ = 0: exact). Returns Z, the normaliser of Q.
+ */
+export function gradient(P: SparseMatrix, y: Float64Array, theta: number, exaggeration: number, grad: Float64Array, tree?: QuadTree): number {
+  const n = P.n;
+  const qt = tree ?? new QuadTree(n);
+  qt.build(y);
+  const zs = qt.zBuf, fxs = qt.fxBuf, fys = qt.fyBuf; // by tree position
+  repulsionAll(qt, theta * theta, zs, fxs, fys);
+  let z = 0;
+  for (let p = 0; p < n; p++) z += zs[p];
+  const order = qt.order;
+  const { rowPtr, cols, vals } = P;
+  const invZ = 1 / z;
+  for (let i = 0; i < n; i++) {
+    const xi = y[2 * i], yi = y[2 * i + 1];
+    let ax = 0, ay = 0;
+    for (let e = rowPtr[i], end = rowPtr[i + 1]; e < end; e++) {
+      const j = cols[e];
+      const dx = xi - y[2 * j];
+      const dy = yi - y[2 * j + 1];
+      const pw = vals[e] / (1 + dx * dx + dy * dy);
+      ax += pw * dx;
+      ay += pw * dy;
+    }
+    grad[2 * i] = exaggeration * ax;
+    grad[2 * i + 1] = exaggeration * ay;
+  }
+  for (let p = 0; p < n; p++) {
+    const i = order[p];
+    grad[2 * i] -= fxs[p] * invZ;
+    grad[2 * i + 1] -= fys[p] * invZ;
+  }
+  return z;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optimiser.
+
+/** t-SNE of `n` points of `dim` float32 values each (row-major); returns n×2 float32 (x, y per point). */
+export function tsne(data: Float32Array, n: number, dim: number, opts: TsneOptions = {}): Float32Array {
+  const perplexity = opts.perplexity ?? 30;
+  const iterations = opts.iterations ?? 1000;
+  const theta = opts.theta ?? 0.5;
+  const exag = opts.earlyExaggeration ?? 12;
+  const exagIters = Math.min(iterations, opts.exaggerationIterations ?? 250);
+  const every = opts.progressEvery ?? 10;
+  if (data.length !== n * dim) throw new RangeError(`tsne: ${data.length} values for ${n}×${dim}`);
+  if (!(theta >= 0 && theta <= 0.7)) throw new RangeError(`tsne: theta must be in [0, 0.7], got ${theta}`);
+  if (n === 0) return new Float32Array(0);
+  if (n === 1) return new Float32Array(2);
+  const lr = opts.learningRate === undefined || opts.learningRate === 'auto' ? Math.max(n / exag, 200) : opts.learningRate;
+  const rng = new Rng(opts.seed ?? 0);
+
+  const P = inputAffinities(data, n, dim, perplexity);
+  let y: Float64Array;
+  if (opts.init instanceof Float32Array) {
+    if (opts.init.length !== n * 2) throw new RangeError(`tsne: init has ${opts.init.length} values, want ${n * 2}`);
+    y = Float64Array.from(opts.init);
+  } else if (opts.init === 'random') {
+    y = new Float64Array(n * 2);
+    for (let t = 0; t < y.length; t++) y[t] = rng.normal() * 1e-4;
+  } else {
+    y = pcaInit(data, n, dim, rng);
+  }
+
+  const grad = new Float64Array(n * 2);
+  const update = new Float64Array(n * 2);
+  const gains = new Float64Array(n * 2);
+  const tree = new QuadTree(n);
+  for (let it = 0; it < iterations; it++) {
+    const early = it < exagIters;
+    if (it === 0 || it === exagIters) {
+      // new phase: sklearn restarts its optimiser (zero velocity, unit gains)
+      update.fill(0);
+      gains.fill(1);
+    }
+    const momentum = early ? 0.5 : 0.8;
+    gradient(P, y, theta, early ? exag : 1, grad, tree);
+    for (let t = 0; t < y.length; t++) {
+      const g = grad[t];
+      const u = update[t];
+      let gain = gains[t];
+      gain = u * g < 0 ? gain + 0.2 : gain * 0.8;
+      if (gain < 0.01) gain = 0.01;
+      gains[t] = gain;
+      const nu = momentum * u - lr * gain * g;
+      update[t] = nu;
+      y[t] += nu;
+    }
+    if (opts.onProgress && ((it + 1) % every === 0 || it + 1 === iterations)) opts.onProgress(it + 1, iterations);
+  }
+  return Float32Array.from(y);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quality measures (used by tests and the benchmark).
+
+/** Indices of the k nearest neighbours (excluding self) of each query, by squared euclidean distance. */
+export function knnOf(points: Float32Array, n: number, dim: number, k: number, queries: ArrayLike<number>): Int32Array {
+  const out = new Int32Array(queries.length * k);
+  const d = new Float64Array(n);
+  const idx = new Int32Array(n);
+  for (let q = 0; q < queries.length; q++) {
+    const i = queries[q];
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let c = 0; c < dim; c++) {
+        const v = points[i * dim + c] - points[j * dim + c];
+        s += v * v;
+      }
+      d[j] = j === i ? Infinity : s;
+      idx[j] = j;
+    }
+    const sorted = Array.from(idx).sort((a, b) => d[a] - d[b] || a - b);
+    for (let t = 0; t < k; t++) out[q * k + t] = sorted[t];
+  }
+  return out;
+}
+
+/** Mean share of each query's k nearest neighbours in `high` that are also among its k nearest in `low`. */
+export function knnPreservation(high: Float32Array, dim: number, low: Float32Array, n: number, k: number, queries?: ArrayLike<number>): number {
+  const qs = queries ?? Array.from({ length: n }, (_, i) => i);
+  const a = knnOf(high, n, dim, k, qs);
+  const b = knnOf(low, n, 2, k, qs);
+  let hits = 0;
+  for (let q = 0; q < qs.length; q++) {
+    const set = new Set(a.subarray(q * k, q * k + k));
+    for (let t = 0; t < k; t++) if (set.has(b[q * k + t])) hits++;
+  }
+  return hits / (qs.length * k);
+}
+
+/**
+ * Trustworthiness (Venna & Kaski 2001) of a 2-D embedding, as sklearn.manifold.trustworthiness:
+ * T(k) = 1 − 2/(n k (2n − 3k − 1)) Σ_i Σ_{j ∈ U_i} (r(i, j) − k), where U_i are the points
+ * among i's k nearest in 2-D that are not among its k nearest in the input, and r(i, j) is j's
+ * rank (1 = nearest) by input distance. O(n² log n): for evaluation sizes only.
+ */
+export function trustworthiness(high: Float32Array, dim: number, low: Float32Array, n: number, k: number): number {
+  if (k >= n / 2) throw new RangeError(`trustworthiness: k=${k} must be < n/2`);
+  const rank = new Int32Array(n);
+  const d = new Float64Array(n);
+  let penalty = 0;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let c = 0; c < dim; c++) {
+        const v = high[i * dim + c] - high[j * dim + c];
+        s += v * v;
+      }
+      d[j] = j === i ? -Infinity : s;
+    }
+    const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => d[a] - d[b] || a - b);
+    // order[0] is i itself: ranks start at 1 for the nearest other point
+    for (let r = 0; r < n; r++) rank[order[r]] = r;
+    const lowNn = knnOf(low, n, 2, k, [i]);
+    for (let t = 0; t < k; t++) {
+      const r = rank[lowNn[t]];
+      if (r > k) penalty += r - k;
+    }
+  }
+  return 1 - (2 / (n * k * (2 * n - 3 * k - 1))) * penalty;
+}
