@@ -59,7 +59,7 @@ export default defineTechnique({
     return {
       ...data,
       layer,
-      comparison: { images: chosen.map((c) => ({ id: c.id, class: c.target })), layers: compare, scaleNote: 'each layer has its own fixed scale (its legend), shared by the images in its row' },
+      comparison: { images: chosen.map((c) => ({ id: c.id, index: c.example.index, class: c.target })), layers: compare, scaleNote: 'each layer has its own fixed scale (its legend), shared by the images in its row' },
     };
   },
 });
