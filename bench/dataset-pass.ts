@@ -1,0 +1,104 @@
+/**
+ * Dataset-pass benchmark: the shared `features` pass over the 10k Fashion-MNIST test images with
+ * the default model, and exact kNN of 1 000 queries against 60 000 training rows, on one backend
+ * (wasm by default). Prints images/s (rows/s for kNN) and the process's peak RSS after each stage.
+ *
+ *   npx tsx bench/dataset-pass.ts                    # wasm; kNN on random features of the model's feature size
+ *   npx tsx bench/dataset-pass.ts --train            # also the 60k training pass; kNN on the real features
+ *   npx tsx bench/dataset-pass.ts --knn-only --dim 128   # no model needed: kNN on random features
+ *   npx tsx bench/dataset-pass.ts --backend cpu --model reports/fashion-mnist/model
+ *
+ * kNN cost depends only on the sizes (queries, rows, dim, k), not on the values, which is why
+ * random features are a fair stand-in when the training pass is skipped; the output says which.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../pipelines/backend';
+import { openDataset } from '../pipelines/data/index';
+import type { FeaturesData } from '../pipelines/engines/examples';
+import { exactKnn, memoryBlocks, type Metric } from '../pipelines/engines/linalg';
+import { loadModel } from '../pipelines/model/load';
+import { Rng } from '../pipelines/rng';
+import { ResultWriter } from '../pipelines/technique';
+import features, { featuresPath, readRows, rowBlocks } from '../pipelines/techniques/features';
+import type { BackendRequest } from '../pipelines/types';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const option = (name: string, fallback: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1] : fallback;
+};
+const backendName = option('backend', 'wasm') as BackendRequest;
+const modelDir = path.resolve(root, option('model', 'reports/fashion-mnist/model'));
+const queries = Number(option('queries', '1000'));
+const trainRows = Number(option('rows', '60000'));
+const k = Number(option('k', '8'));
+const metric = option('metric', 'cosine') as Metric;
+
+const peakMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
+const line = (what: string, seconds: number, count: number, unit: string) =>
+  console.log(`${what.padEnd(44)} ${seconds.toFixed(2).padStart(8)} s  ${(count / seconds).toFixed(0).padStart(8)} ${unit}/s  peak RSS ${peakMb()} MB`);
+
+const backend = await initBackend(backendName);
+console.log(`backend ${backend.name} (${backend.adapter}); ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; node ${process.version}`);
+
+let knnQueries: Float32Array | undefined;
+let knnRef: (() => AsyncIterable<{ start: number; count: number; values: Float32Array }>) | undefined;
+let dim = Number(option('dim', '0'));
+let source = 'random features';
+
+if (!flag('knn-only')) {
+  if (!fs.existsSync(path.join(modelDir, 'model.json'))) {
+    console.error(`no model at ${modelDir}: train it first (npm run train:fashion-mnist) or pass --knn-only --dim <D>`);
+    process.exit(1);
+  }
+  const model = await loadModel(modelDir);
+  const preprocessing = { size: [28, 28] as [number, number], channels: 1 as const, fit: 'fill' as const, normalize: { kind: 'range' as const, min: 0, max: 1 } };
+  const dataset = await openDataset({ type: 'fashion-mnist' }, { configFile: 'bench', baseDir: root, preprocessing });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-bench-features-'));
+  const params = features.params.parse({ maxTrain: flag('train') ? undefined : 0 });
+  const tensors = tf.memory().numTensors;
+  const t0 = performance.now();
+  const data = (await features.run({
+    params, model, dataset, deps: {}, depDirs: {}, out: new ResultWriter(dir), rng: new Rng(1), seed: 1, backend,
+    report: { id: 'bench', dir: root, configFile: 'bench' }, log: () => {}, progress: () => {},
+  })) as FeaturesData;
+  const seconds = (performance.now() - t0) / 1000;
+  const images = data.splits.test.count + (data.splits.train?.count ?? 0);
+  line(`features pass, ${images} images (${data.dim}-d at ${data.layer})`, seconds, images, 'images');
+  if (tf.memory().numTensors !== tensors) console.log(`  warning: ${tf.memory().numTensors - tensors} tensors left allocated`);
+  dim = data.dim;
+  if (data.splits.train) {
+    const train = data.splits.train;
+    const q = Math.min(queries, data.splits.test.count);
+    knnQueries = await readRows(featuresPath(dir, data.splits.test), dim, 0, q);
+    knnRef = () => rowBlocks(featuresPath(dir, train), dim, train.count, 4096);
+    source = `real features, ${train.count} training rows`;
+  }
+  model.dispose();
+}
+
+if (!knnQueries) {
+  if (!dim) {
+    console.error('kNN on random features needs --dim <D> (or a model to take it from)');
+    process.exit(1);
+  }
+  const rng = new Rng(7);
+  // non-negative like post-ReLU features
+  const rand = (n: number) => Float32Array.from({ length: n }, () => Math.max(0, rng.normal()));
+  knnQueries = rand(queries * dim);
+  const ref = rand(trainRows * dim);
+  knnRef = () => memoryBlocks(ref, dim, 4096);
+  source = `random features, ${trainRows} rows`;
+}
+const m = knnQueries.length / dim;
+const t1 = performance.now();
+const r = await exactKnn(knnQueries, dim, knnRef!(), { k, metric });
+const seconds = (performance.now() - t1) / 1000;
+line(`exact ${k}-NN (${metric}), ${m} queries, ${dim}-d`, seconds, m, 'queries');
+console.log(`  (${source}; first query's neighbours: ${Array.from(r.indices.subarray(0, k)).join(' ')})`);
