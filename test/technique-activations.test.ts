@@ -62,11 +62,11 @@ describe('activations', () => {
       expect(layer.deadFraction).toBe(stats.layers[l].deadFraction);
       expect(files).toContain(layer.legend.file);
     }
-    // c1: 16×16×4, upscale 2 → 32 px cells, 2 columns, 1 px gap
+    // c1: 16×16×4, upscale 2 → 32 px cells, 2 columns, 2 px gap
     const c1 = d.layers[0];
     expect(c1).toMatchObject({ shape: [16, 16, 4], upscale: 2, columns: 2, channelsShown: 4, cell: [32, 32] });
     const img = d.images[2];
-    expect(img.layers[0]).toMatchObject({ layer: 'c1', width: 65, height: 65, deadFraction: c1.deadFraction });
+    expect(img.layers[0]).toMatchObject({ layer: 'c1', width: 66, height: 66, deadFraction: c1.deadFraction });
 
     // independent check: the executor's c1 output on the four chosen images sets the scale,
     // and image 4's pixels in the grid are that output through the same colour map
@@ -79,8 +79,8 @@ describe('activations', () => {
     for (const [ch, y, x] of [[0, 3, 5], [1, 8, 8], [2, 15, 0], [3, 0, 15]]) {
       const value = v[((2 * 16 + y) * 16 + x) * 4 + ch];
       const want = Array.from(applyColormap(Float32Array.of(value), 'viridis', c1.scale));
-      const gx = (ch % 2) * 33 + x * 2 + 1;
-      const gy = Math.floor(ch / 2) * 33 + y * 2 + 1;
+      const gx = (ch % 2) * 34 + x * 2 + 1;
+      const gy = Math.floor(ch / 2) * 34 + y * 2 + 1;
       expect(await rgbAt(file, gx, gy)).toEqual(want);
     }
     // the input image, upscaled 7× (16 px → 112 px)

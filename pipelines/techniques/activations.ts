@@ -203,7 +203,7 @@ export default defineTechnique({
         name: node.name, className: node.className, shape: [lh, lw, lc], scale: scales[l],
         legend: { file: legendFile, width: 200, height: 30 },
         deadFraction: stat ? stat.deadFraction : null, deadChannels: stat ? stat.dead : null,
-        channelsShown, columns: Math.ceil(Math.sqrt(channelsShown)), upscale, cell: [lh * upscale, lw * upscale], gap: 1,
+        channelsShown, columns: Math.ceil(Math.sqrt(channelsShown)), upscale, cell: [lh * upscale, lw * upscale], gap: 2,
       });
     }
 
