@@ -122,6 +122,27 @@ describe('hand-made model: the logit depends only on the top-left quadrant', () 
     expect((data as { reason: string }).reason).toMatch(/GlobalAveragePooling2D/);
   });
 
+  it('the explicit deconvnet names the layer it cannot pass (average pooling)', async () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.conv2d({ inputShape: [S, S, 1], filters: 2, kernelSize: 3, activation: 'relu', name: 'a1' }));
+    m.add(tfl.layers.averagePooling2d({ poolSize: 2, name: 'avg' }));
+    m.add(tfl.layers.conv2d({ filters: 2, kernelSize: 3, activation: 'relu', name: 'a2' }));
+    m.add(tfl.layers.globalAveragePooling2d({ name: 'gap' }));
+    m.add(tfl.layers.dense({ units: 3, name: 'logits' }));
+    const dir = tmpDir('convlens-avgpool-');
+    await saveModel(m, dir);
+    m.dispose();
+    const avg = await loadModel(dir);
+    const items = await firstImages(2);
+    expect(() => tf.tidy(() => {
+      const x = itemTensor(items, [S, S, 1]);
+      const { units, values } = strongestUnits(avg.executor, x, 'a2');
+      return deconvnetProject(avg, x, 'a2', units, values);
+    })).toThrow(/cannot pass layer 'avg' \(AveragePooling2D\)/);
+    expect(camHead(avg).ok).toBe(true);
+    avg.dispose();
+  });
+
   it('the trapezoid area of a straight line from 1 to 0 is 1/2', () => {
     expect(auc([1, 0.75, 0.5, 0.25, 0])).toBeCloseTo(0.5, 10);
   });
