@@ -33,7 +33,7 @@ function unitRows(x: tf.Tensor2D): tf.Tensor2D {
 
 /**
  * Exact k nearest neighbours of `queries` (m × dim) among the rows streamed by `reference`.
- * Per reference block: one matrix product Q·Bᵀ on the backend gives all m × n distances
+ * Per reference block: one matrix product Q·Bᵀ on the backend scores all m × n pairs
  * (‖q − b‖² = ‖q‖² + ‖b‖² − 2 q·b, or 1 − q̂·b̂), tf.topk picks each query's k best in the block,
  * and only those m × k values come back to JS, where they are merged into a running top-k.
  * Ties keep the lower reference index.
@@ -50,9 +50,13 @@ export async function exactKnn(
   const bestD = new Float32Array(m * k).fill(Infinity);
   const bestI = new Int32Array(m * k).fill(-1);
   if (m === 0) return { k, indices: bestI, distances: bestD };
-  const [q, qNorm2] = tf.tidy(() => {
+  // ‖q‖² is the same for every candidate of a query, so the ranking needs only 2 q·b − ‖b‖²
+  // (or q̂·b̂ for cosine): one product and one broadcast op per block, then top-k of the largest
+  const qNorm2 = new Float64Array(m);
+  for (let r = 0; r < m; r++) for (let j = 0; j < dim; j++) qNorm2[r] += queries[r * dim + j] ** 2;
+  const q = tf.tidy(() => {
     const raw = tf.tensor2d(queries, [m, dim]);
-    return metric === 'cosine' ? [unitRows(raw), tf.zeros([m, 1])] : [raw, tf.sum(tf.square(raw), 1, true)];
+    return metric === 'cosine' ? unitRows(raw) : tf.mul(raw, 2);
   });
   const mergedD = new Float32Array(k);
   const mergedI = new Int32Array(k);
@@ -63,13 +67,11 @@ export async function exactKnn(
       const { values, indices } = tf.tidy(() => {
         let b: tf.Tensor2D = tf.tensor2d(block.values, [block.count, dim]);
         if (metric === 'cosine') b = unitRows(b);
-        const dot = tf.matMul(q, tf.transpose(b)); // m × n, explicit transpose (see the wasm note)
-        const d = metric === 'cosine'
-          ? tf.sub(1, dot)
-          : tf.add(tf.sub(qNorm2, tf.mul(2, dot)), tf.reshape(tf.sum(tf.square(b), 1), [1, block.count]));
-        return tf.topk(tf.neg(d), kb, true);
+        const score = tf.matMul(q, tf.transpose(b)); // m × n, explicit transpose (see the wasm note)
+        const ranked = metric === 'cosine' ? score : tf.sub(score, tf.reshape(tf.sum(tf.square(b), 1), [1, block.count]));
+        return tf.topk(ranked, kb, true);
       });
-      const [negD, idx] = await Promise.all([values.data(), indices.data()]);
+      const [best, idx] = await Promise.all([values.data(), indices.data()]);
       tf.dispose([values, indices]);
       // merge two ascending lists (running best, this block's best) per query
       for (let r = 0; r < m; r++) {
@@ -77,7 +79,8 @@ export async function exactKnn(
         let c = 0;
         const base = r * k;
         for (let o = 0; o < k; o++) {
-          const blockD = c < kb ? -negD[r * kb + c] : Infinity;
+          // score → distance: 1 − cos, or ‖q‖² − (2 q·b − ‖b‖²) = ‖q − b‖²
+          const blockD = c < kb ? (metric === 'cosine' ? 1 - best[r * kb + c] : qNorm2[r] - best[r * kb + c]) : Infinity;
           if (a < k && bestD[base + a] <= blockD) {
             mergedD[o] = bestD[base + a];
             mergedI[o] = bestI[base + a++];
@@ -95,7 +98,7 @@ export async function exactKnn(
       opts.onBlock?.(block.start + block.count);
     }
   } finally {
-    tf.dispose([q, qNorm2]);
+    q.dispose();
   }
   // squared distances → distances; rounding can make a tiny negative
   for (let i = 0; i < bestD.length; i++) {
