@@ -238,13 +238,18 @@ export function symmetrise(n: number, k: number, indices: Int32Array, cond: Floa
   return { n, rowPtr, cols: outCols.slice(0, w), vals: vNorm.slice() };
 }
 
+/** Neighbours used for N points: k = min(N−1, ⌊3·perplexity⌋). */
+export const neighbourCount = (n: number, perplexity: number): number => Math.min(n - 1, Math.floor(3 * perplexity));
+
+/** A perplexity above k cannot be reached over k neighbours: small sets aim just below k. */
+export const effectivePerplexity = (n: number, perplexity: number): number => Math.min(perplexity, neighbourCount(n, perplexity) * 0.99);
+
 /** Sparse symmetric P from the data: exact kNN with k = min(N−1, ⌊3·perplexity⌋). */
 export function inputAffinities(data: Float32Array, n: number, dim: number, perplexity: number): SparseMatrix {
   if (!(perplexity > 0)) throw new RangeError(`perplexity must be > 0, got ${perplexity}`);
-  const k = Math.min(n - 1, Math.floor(3 * perplexity));
+  const k = neighbourCount(n, perplexity);
   if (k < 1) throw new RangeError(`t-SNE needs at least 2 points, got ${n}`);
-  // A perplexity above k cannot be reached over k neighbours: aim just below it.
-  const perp = Math.min(perplexity, k * 0.99);
+  const perp = effectivePerplexity(n, perplexity);
   const { indices, dist2 } = exactKnn(data, n, dim, k);
   const cond = new Float64Array(n * k);
   for (let i = 0; i < n; i++) conditionalRow(dist2, i * k, k, perp, cond, i * k);
