@@ -1,7 +1,36 @@
 /** THE list of techniques. Adding one: its file in techniques/, one line here, content/methods/<id>.mdx. */
 import type { Technique } from './technique';
+// dataset pass
+import features from './techniques/features';
+import confusionMatrix from './techniques/confusion-matrix';
+import knn from './techniques/knn';
+import pca from './techniques/pca';
+// attribution
+import saliency from './techniques/saliency';
+import smoothgrad from './techniques/smoothgrad';
+import guidedBackprop from './techniques/guided-backprop';
+import deconvnet from './techniques/deconvnet';
+import cam from './techniques/cam';
+import gradCam from './techniques/grad-cam';
+import gradCamPlusPlus from './techniques/grad-cam-plus-plus';
+import guidedGradCam from './techniques/guided-grad-cam';
+import occlusion from './techniques/occlusion';
 
-export const techniques: Technique[] = [];
+export const techniques: Technique[] = [
+  features,
+  confusionMatrix,
+  knn,
+  pca,
+  saliency,
+  smoothgrad,
+  guidedBackprop,
+  deconvnet,
+  cam,
+  gradCam,
+  gradCamPlusPlus,
+  guidedGradCam,
+  occlusion,
+] as Technique[];
 
 export function findTechnique(id: string): Technique | undefined {
   return techniques.find((t) => t.id === id);
