@@ -15,7 +15,11 @@
  * gather none on wasm), jitter is a slice.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { toUint8Image, type Channels } from '../images';
+import type { GraphExecutor } from '../model/graph';
+import type { LoadedModel } from '../model/load';
 import type { Rng } from '../rng';
+import type { Preprocessing } from '../types';
 
 export type Activations = Record<string, tf.Tensor>;
 
@@ -493,4 +497,89 @@ export function optimizeImage(o: OptimizeOptions): OptimizeResult {
     for (const v of p.vars) v.dispose();
     tf.dispose(p.constants);
   }
+}
+
+// ---------------------------------------------------------------- helpers for the techniques
+
+/** The report model as a Forward: [0, 1] pixels → the dataset's normalisation → captured nodes. */
+export function modelForward(model: LoadedModel, pre: Preprocessing): Forward {
+  const ex = model.executor;
+  const order = new Map(ex.nodes.map((n, i) => [n.name, i]));
+  const toInput = (x: tf.Tensor4D): tf.Tensor4D => {
+    const n = pre.normalize;
+    if (n.kind === 'range') return tf.add(tf.mul(x, n.max - n.min), n.min);
+    return tf.div(tf.sub(x, tf.tensor1d(n.mean)), tf.tensor1d(n.std));
+  };
+  return (x, layers) => {
+    // stop at the deepest requested node: nothing after it needs computing
+    const upTo = layers.reduce((a, b) => ((order.get(ex.node(b).name) ?? 0) > (order.get(ex.node(a).name) ?? 0) ? b : a));
+    return ex.run(toInput(x), { capture: layers, upTo }).captured;
+  };
+}
+
+const CONV = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D']);
+const STAGE_END = new Set(['MaxPooling2D', 'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten']);
+
+/**
+ * The conv layer that ends each conv stage: the last conv output before every pooling (or
+ * flatten / global pooling) node, walking back through pointwise nodes (activation, BN, dropout).
+ */
+export function convStageLayers(ex: GraphExecutor): string[] {
+  const byName = new Map(ex.nodes.map((n) => [n.name, n]));
+  const found: string[] = [];
+  for (const n of ex.nodes) {
+    if (!STAGE_END.has(n.className) || n.inbound.length !== 1) continue;
+    let cur = byName.get(n.inbound[0]);
+    while (cur && !(CONV.has(cur.className) && cur.role !== 'preact') && cur.spatial.kind === 'pointwise' && cur.inbound.length === 1) {
+      cur = byName.get(cur.inbound[0]);
+    }
+    if (cur && CONV.has(cur.className) && cur.role !== 'preact' && !found.includes(cur.name)) found.push(cur.name);
+  }
+  return found;
+}
+
+/** `count` channel indices spread evenly over [0, total): stable, and not only the first few. */
+export function spreadChannels(total: number, count: number): number[] {
+  const n = Math.min(total, count);
+  return Array.from({ length: n }, (_, i) => Math.floor((i * total) / n));
+}
+
+/** Per image: a value computed from one batched forward pass over `images` (NHWC in [0, 1]). */
+export function perImage(
+  forward: Forward, images: Float32Array, shape: [number, number, number, number], layers: string[],
+  fn: (acts: Activations, x: tf.Tensor4D) => tf.Tensor,
+): number[] {
+  let out: number[] = [];
+  tf.tidy(() => {
+    const x = tf.tensor4d(images, shape);
+    out = Array.from(fn(forward(x, layers), x).dataSync());
+  });
+  return out;
+}
+
+/** Losses rounded to 5 significant digits: result.json stays small and readable. */
+export function roundLosses(losses: number[]): number[] {
+  return losses.map((v) => (Number.isFinite(v) ? Number(v.toPrecision(5)) : v));
+}
+
+/** One image of a batch, as uint8 pixels in [0, 1] → [0, 255]. */
+export function imageTile(images: Float32Array, shape: [number, number, number, number], i: number): { pixels: Uint8Array; width: number; height: number; channels: Channels } {
+  const [, h, w, c] = shape;
+  const n = h * w * c;
+  return { pixels: toUint8Image(images.subarray(i * n, (i + 1) * n), w, h, c, { min: 0, max: 1 }), width: w, height: h, channels: c as Channels };
+}
+
+/** An RGB (or grey) image file → NHWC float32 in [0, 1] of `size` × `size` (centre crop). */
+export async function readImage(file: string, size: number, channels: 1 | 3): Promise<Float32Array> {
+  const sharp = (await import('sharp')).default;
+  let img = sharp(file).removeAlpha().resize(size, size, { fit: 'cover' });
+  img = channels === 1 ? img.toColourspace('b-w') : img.toColourspace('srgb');
+  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== channels) {
+    // grey source, RGB wanted: replicate
+    const out = new Float32Array(size * size * channels);
+    for (let i = 0; i < size * size; i++) for (let k = 0; k < channels; k++) out[i * channels + k] = data[i * info.channels + Math.min(k, info.channels - 1)] / 255;
+    return out;
+  }
+  return Float32Array.from(data, (v) => v / 255);
 }
