@@ -144,28 +144,30 @@ export default defineTechnique({
     let seen = 0;
     for await (const batch of ctx.dataset.batches('test', ctx.params.batchSize)) {
       const n = batch.size;
-      // per layer: [n, C] max, flat argmax position, max |a| (zero test) and sum
+      // per layer, [n, C] each: max, flat argmax position, min (zero test: max = min = 0) and sum.
+      // One transpose puts positions last, so the four reductions run along the last axis
+      // (the cpu backend transposes for every reduction over another axis).
       const reduced = tf.tidy(() => {
         const x = tf.tensor4d(batch.images, [n, h, w, c]);
         const { captured } = executor.run(x, { capture: names, upTo: lastNeeded(executor, names) });
         return names.flatMap((name) => {
           const a = captured[name] as tf.Tensor4D;
           const [, lh, lw, lc] = a.shape;
-          const flat = tf.reshape(a, [n, lh * lw, lc]);
-          return [tf.max(flat, 1), tf.argMax(flat, 1), tf.max(tf.abs(flat), 1), tf.sum(flat, 1)];
+          const t = tf.transpose(tf.reshape(a, [n, lh * lw, lc]), [0, 2, 1]);
+          return [tf.max(t, 2), tf.argMax(t, 2), tf.min(t, 2), tf.sum(t, 2)];
         });
       });
       const values = await Promise.all(reduced.map((t) => t.data()));
       tf.dispose(reduced);
       nodes.forEach((node, l) => {
         const [, lw, lc] = node.outputShape;
-        const [mx, arg, absMax, sum] = values.slice(4 * l, 4 * l + 4);
+        const [mx, arg, mn, sum] = values.slice(4 * l, 4 * l + 4);
         const { zeros, sums, heaps } = acc[l];
         for (let i = 0; i < n; i++) {
           const index = batch.indices[i];
           for (let ch = 0; ch < lc; ch++) {
             const j = i * lc + ch;
-            if (absMax[j] === 0) zeros[ch]++;
+            if (mx[j] === 0 && mn[j] === 0) zeros[ch]++;
             sums[ch] += sum[j];
             const pos = arg[j];
             heaps[ch].offer([index, Math.floor(pos / lw), pos % lw, mx[j]]);
