@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'astro/config';
 import mdx from '@astrojs/mdx';
+import remarkMath from 'remark-math';
+import rehypeKatex from 'rehype-katex';
 
 // Relative paths are taken from the project root, not the shell's cwd (`astro build --root …`).
 const projectRoot = path.dirname(fileURLToPath(import.meta.url));
@@ -75,8 +77,11 @@ export default defineConfig({
   ...(process.env.CONVLENS_ASTRO_CACHE_DIR ? { cacheDir: process.env.CONVLENS_ASTRO_CACHE_DIR } : {}),
   base,
   trailingSlash: 'ignore',
-  integrations: [mdx(), convlensResults()],
+  // Maths is typeset to HTML at build time; the layout imports KaTeX's CSS so Vite bundles its fonts.
+  integrations: [mdx({ remarkPlugins: [remarkMath], rehypePlugins: [rehypeKatex] }), convlensResults()],
   // Nothing to prefetch or fetch from elsewhere: the built site must work offline.
   prefetch: false,
+  // vega-embed (with vega) is one ~1 MB chunk, loaded only on pages that have a chart.
+  vite: { build: { chunkSizeWarningLimit: 2048 } },
   devToolbar: { enabled: false },
 });

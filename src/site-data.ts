@@ -55,6 +55,7 @@ const manifestSchema = z.object({
   techniques: z.array(z.object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'technique ids become URL segments and file names: lower-case letters, digits, -'),
     title: z.string(), family: z.enum(['dataset', 'weights', 'attribution', 'optimization']), version: num, summary: z.string(), paramsSchema: z.unknown(),
+    internal: z.boolean().optional(),
   })),
   reports: z.array(report),
 });
@@ -84,6 +85,11 @@ export function manifest(): SiteManifest {
 
 export const reports = (): ReportManifest[] => manifest().reports;
 export const techniques = (): TechniqueInfo[] => manifest().techniques;
+/**
+ * Techniques with pages: internal ones (shared passes such as `features`) have none. The manifest
+ * type has no `internal` flag yet; when the runner writes one, it is honoured here.
+ */
+export const visibleTechniques = (): TechniqueInfo[] => techniques().filter((t) => (t as TechniqueInfo & { internal?: boolean }).internal !== true);
 export const techniqueIds = (): Set<string> => new Set(techniques().map((t) => t.id));
 export const findReport = (id: string): ReportManifest | undefined => reports().find((r) => r.id === id);
 export const findTechnique = (id: string): TechniqueInfo | undefined => techniques().find((t) => t.id === id);

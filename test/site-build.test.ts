@@ -2,18 +2,13 @@
  * Builds the site from the hand-written fixture manifest (test/fixtures/site) under a non-root
  * base, then reads the generated HTML: content, escaping, published result files, and links.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildFixtureSite, htmlFiles, root, type BuiltSite } from './helpers/build-site';
 
-const root = path.resolve(import.meta.dirname, '..');
-const fixture = path.join(root, 'test/fixtures/site');
 const base = '/convlens-test/';
-// Inside the project on purpose: Astro stages an outDir outside the cwd in <cwd>/.astro and
-// deletes that folder afterwards, and the prerender step needs node_modules to resolve.
-let work = '';
+let site: BuiltSite | undefined;
 let dist = '';
 let buildLog = '';
 
@@ -21,38 +16,13 @@ const page = (p: string) => fs.readFileSync(path.join(dist, p), 'utf8');
 /** HTML with quoted attribute values blanked: what remains is markup, where `<` starts a tag. */
 const markupOnly = (html: string) => html.replace(/="[^"]*"/g, '=""').replace(/='[^']*'/g, "=''");
 
-function htmlFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
-    const p = path.join(dir, d.name);
-    return d.isDirectory() ? htmlFiles(p) : d.name.endsWith('.html') ? [p] : [];
-  });
-}
-
 beforeAll(async () => {
-  fs.mkdirSync(path.join(root, 'node_modules/.cache'), { recursive: true });
-  work = fs.mkdtempSync(path.join(root, 'node_modules/.cache/convlens-site-test-'));
-  dist = path.join(work, 'dist');
-  // vitest exports Vite's env (BASE_URL=/, MODE=test, NODE_ENV=test…) into process.env, and the
-  // build's import.meta.env would pick them up; the child gets a clean one.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(BASE_URL|MODE|DEV|PROD|SSR|NODE_ENV|TEST|VITEST.*)$/.test(k)));
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, [path.join(root, 'node_modules/astro/astro.js'), 'build', '--outDir', dist], {
-    cwd: root,
-    env: {
-      ...env,
-      CONVLENS_SITE_DATA: fixture,
-      CONVLENS_METHODS_DIR: path.join(fixture, 'methods'),
-      CONVLENS_BASE: base,
-      CONVLENS_ASTRO_CACHE_DIR: path.join(work, 'cache'),
-      ASTRO_TELEMETRY_DISABLED: '1',
-    },
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  buildLog = stdout + stderr;
+  site = await buildFixtureSite({ base, name: 'site-test' });
+  dist = site.dist;
+  buildLog = site.log;
 }, 120_000);
 
-afterAll(() => {
-  if (work) fs.rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => site?.cleanup());
 
 describe('site build from the fixture manifest', () => {
   it('builds every page: index, overviews, technique pages, method pages', () => {
@@ -88,7 +58,7 @@ describe('site build from the fixture manifest', () => {
   it('publishes the sample images under <base>results/ and sizes them', () => {
     const html = page('reports/tiny/index.html');
     // `>` may occur inside a quoted attribute (the XSS class name in an alt text).
-    const imgs = [...html.matchAll(/<img\s(?:[^>"]|"[^"]*")*>/g)].map((m) => m[0]);
+    const imgs = [...html.matchAll(/<img\s(?:[^>"]|"[^"]*")*>/g)].map((m) => m[0]).filter((i) => i.startsWith(`<img src="${base}results/`));
     expect(imgs).toHaveLength(5);
     for (const img of imgs) {
       expect(img).toContain(' width="64"');
@@ -127,6 +97,56 @@ describe('site build from the fixture manifest', () => {
     expect(method).toContain('Example technique, explained');
     expect(method).toContain('How many images to explain.');
     expect(method).toContain('integer ≥ 1 ≤ 64');
+  });
+
+  it('frames every result with a method card, and the technique component when one exists', () => {
+    const ok = page('reports/tiny/example-technique/index.html');
+    expect(ok).toContain('Method card');
+    expect(ok).toMatch(/Seed <span class="mono">7<\/span>/);
+    expect(ok).toContain('changed from the default: <code>samples</code>, <code>mode</code>');
+    expect(ok).toContain('1.5 s wall time on cpu (TF.js cpu kernels, software)');
+    expect(ok).toContain('id="params-used"');
+    // no component for the fixture's made-up technique: the generic listing
+    expect(ok).toContain(`href="${base}results/abababababababab/scores.csv" download`);
+    const cm = page('reports/tiny/confusion-matrix/index.html');
+    expect(cm).toContain('Method card');
+    if (fs.existsSync(path.join(root, 'src/components/results/confusion-matrix.astro'))) {
+      expect(cm).toContain('id="cell-1-2"');
+    }
+    // the cross-link list: misclassified cells → image pages
+    expect(cm).toContain(`href="${base}reports/tiny/images/test-5/"`);
+  });
+
+  it('typesets maths with KaTeX at build time and bundles its fonts', () => {
+    const method = page('methods/example-technique/index.html');
+    expect(method).toContain('class="katex-display"');
+    expect(method).toContain('class="katex-mathml"');
+    expect(method).not.toContain('$$');
+    const assets = fs.readdirSync(path.join(dist, '_astro'));
+    expect(assets.some((f) => /^KaTeX_Main-Regular.*\.woff2$/.test(f))).toBe(true);
+    const css = assets.filter((f) => f.endsWith('.css')).map((f) => fs.readFileSync(path.join(dist, '_astro', f), 'utf8')).join('');
+    expect(css).toContain('.katex');
+    expect(css).not.toMatch(/url\(["']?https?:/);
+  });
+
+  it('builds a page per explained test image with its label, prediction, cell and technique views', () => {
+    for (const i of [0, 5, 10]) expect(fs.existsSync(path.join(dist, `reports/tiny/images/test-${i}/index.html`))).toBe(true);
+    const html = page('reports/tiny/images/test-5/index.html');
+    expect(html).toContain('misclassified');
+    expect(html).toContain('(70.0% confidence)');
+    expect(html).toContain(`href="${base}reports/tiny/confusion-matrix/#cell-1-2"`);
+    expect(html).toContain(`href="${base}reports/tiny/example-technique/#test-5"`);
+    expect(html).toContain(`src="${base}results/abababababababab/inputs/test-5.png"`);
+    expect(html).toContain(`src="${base}results/abababababababab/maps/test-5-heat.png"`);
+    expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;');
+  });
+
+  it('shows the confusion matrix on the overview, cells linked to the confusion-matrix page, and a chart', () => {
+    const html = page('reports/tiny/index.html');
+    expect(html).toContain(`href="${base}reports/tiny/confusion-matrix/#cell-1-2"`);
+    expect(html).toContain(`href="${base}reports/tiny/images/test-10/"`);
+    expect(html).toMatch(/<img src="data:image\/svg\+xml;base64,[^"]+" alt="Accuracy per class on the test split"/);
+    expect(html).toContain('data-chart-spec=');
   });
 
   it('resolves every internal link and image to a file in dist', () => {
