@@ -200,37 +200,28 @@ export function symmetrise(n: number, k: number, indices: Int32Array, cond: Floa
       vals[fill[j]++] = p;
     }
   }
-  // Merge duplicates per row (both i→j and j→i present), sort columns for determinism.
+  // Merge duplicates per row (both i→j and j→i present).
   const rowPtr = new Int32Array(n + 1);
   const outCols = new Int32Array(start[n]);
   const outVals = new Float64Array(start[n]);
   const slot = new Int32Array(n).fill(-1);
   let w = 0;
   let total = 0;
-  const rowIdx: number[] = [];
   for (let i = 0; i < n; i++) {
     rowPtr[i] = w;
-    rowIdx.length = 0;
     for (let e = start[i]; e < start[i + 1]; e++) {
       const j = cols[e];
       if (slot[j] < 0) {
         slot[j] = w;
         outCols[w] = j;
         outVals[w] = 0;
-        rowIdx.push(j);
         w++;
       }
       outVals[slot[j]] += vals[e];
     }
-    // sort this row by column
-    const r0 = rowPtr[i];
-    const pairs = rowIdx.map((j) => [j, outVals[slot[j]]] as const).sort((a, b) => a[0] - b[0]);
-    pairs.forEach(([j, v], t) => {
-      outCols[r0 + t] = j;
-      outVals[r0 + t] = v;
-      total += v;
-    });
-    for (const j of rowIdx) slot[j] = -1;
+    // Entries stay in first-seen order: deterministic, so no per-row sort is needed.
+    for (let e = rowPtr[i]; e < w; e++) total += outVals[e];
+    for (let e = rowPtr[i]; e < w; e++) slot[outCols[e]] = -1;
   }
   rowPtr[n] = w;
   const vNorm = outVals.subarray(0, w);
