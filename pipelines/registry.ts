@@ -5,6 +5,11 @@ import features from './techniques/features';
 import confusionMatrix from './techniques/confusion-matrix';
 import knn from './techniques/knn';
 import pca from './techniques/pca';
+import channelStats from './techniques/channel-stats';
+import activations from './techniques/activations';
+import maxPatches from './techniques/max-patches';
+// weights
+import filters from './techniques/filters';
 // attribution
 import saliency from './techniques/saliency';
 import smoothgrad from './techniques/smoothgrad';
@@ -21,6 +26,10 @@ export const techniques: Technique[] = [
   confusionMatrix,
   knn,
   pca,
+  channelStats,
+  activations,
+  maxPatches,
+  filters,
   saliency,
   smoothgrad,
   guidedBackprop,
