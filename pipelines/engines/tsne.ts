@@ -430,6 +430,8 @@ export class QuadTree {
   zBuf: Float64Array;
   fxBuf: Float64Array;
   fyBuf: Float64Array;
+  /** scratch interaction list (x, y, mass triples) of one leaf. */
+  listBuf = new Float64Array(3 * 1024);
   private scratch: Int32Array;
   private quad: Uint8Array;
 
@@ -544,12 +546,15 @@ export class QuadTree {
  * Repulsion for all points, one traversal per leaf: a cell is summarised for the whole leaf
  * when side < θ·d with d the distance from the cell's centre of mass to the leaf's bounding
  * box (so the test holds for every point in it: never less accurate than per-point BH), and
- * opened leaves interact exactly. Sharing the traversal is what makes this ~2× faster than
- * walking the tree once per point. Results go to z/fx/fy by point index; z excludes self-pairs.
+ * opened leaves contribute their points one by one. The traversal writes one interaction list
+ * (x, y, mass) per leaf; each of the leaf's points then runs a tight loop over it with scalar
+ * accumulators, about 2× faster than walking the tree once per point. Results go to z/fx/fy by
+ * tree position; z excludes self-pairs.
  */
 export function repulsionAll(tree: QuadTree, theta2: number, zOut: Float64Array, fxOut: Float64Array, fyOut: Float64Array): void {
   const { comX, comY, mass, side2, skip, leafStart, leafEnd, px, py, leaves, leafCount } = tree;
   const count = tree.count;
+  let list = tree.listBuf;
   for (let l = 0; l < leafCount; l++) {
     const leaf = leaves[l];
     const a = leafStart[leaf], b = leafEnd[leaf];
@@ -561,52 +566,51 @@ export function repulsionAll(tree: QuadTree, theta2: number, zOut: Float64Array,
       if (y < minY) minY = y;
       if (y > maxY) maxY = y;
     }
-    for (let p = a; p < b; p++) {
-      zOut[p] = 0;
-      fxOut[p] = 0;
-      fyOut[p] = 0;
-    }
+    let len = 0;
     let t = 0;
     while (t < count) {
+      if (len + 3 * tree.leafSize + 3 > list.length) {
+        const bigger = new Float64Array(list.length * 2);
+        bigger.set(list);
+        list = tree.listBuf = bigger;
+      }
       const cx = comX[t], cy = comY[t];
       const ddx = cx < minX ? minX - cx : cx > maxX ? cx - maxX : 0;
       const ddy = cy < minY ? minY - cy : cy > maxY ? cy - maxY : 0;
       if (side2[t] < theta2 * (ddx * ddx + ddy * ddy)) {
-        const m = mass[t];
-        for (let p = a; p < b; p++) {
-          const dx = px[p] - cx;
-          const dy = py[p] - cy;
-          const w = 1 / (1 + dx * dx + dy * dy);
-          const mw = m * w;
-          zOut[p] += mw;
-          fxOut[p] += mw * w * dx;
-          fyOut[p] += mw * w * dy;
-        }
+        list[len++] = cx;
+        list[len++] = cy;
+        list[len++] = mass[t];
         t = skip[t];
       } else if (leafEnd[t] >= 0) {
-        const c = leafStart[t], e = leafEnd[t];
-        for (let p = a; p < b; p++) {
-          const xi = px[p], yi = py[p];
-          let z = 0, fx = 0, fy = 0;
-          for (let q = c; q < e; q++) {
-            const dx = xi - px[q];
-            const dy = yi - py[q];
-            const w = 1 / (1 + dx * dx + dy * dy);
-            z += w;
-            fx += w * w * dx;
-            fy += w * w * dy;
-          }
-          zOut[p] += z;
-          fxOut[p] += fx;
-          fyOut[p] += fy;
+        for (let q = leafStart[t], e = leafEnd[t]; q < e; q++) {
+          list[len++] = px[q];
+          list[len++] = py[q];
+          list[len++] = 1;
         }
         t = skip[t];
       } else {
         t++;
       }
     }
-    // the self-pair (d = 0) was counted once in z when the point's own leaf was opened
-    for (let p = a; p < b; p++) zOut[p] -= 1;
+    for (let p = a; p < b; p++) {
+      const xi = px[p], yi = py[p];
+      let z = 0, fx = 0, fy = 0;
+      for (let r = 0; r < len; r += 3) {
+        const dx = xi - list[r];
+        const dy = yi - list[r + 1];
+        const w = 1 / (1 + dx * dx + dy * dy);
+        const mw = list[r + 2] * w;
+        z += mw;
+        const mw2 = mw * w;
+        fx += mw2 * dx;
+        fy += mw2 * dy;
+      }
+      // the self-pair (d = 0, w = 1) is in the list once: its own leaf is always opened
+      zOut[p] = z - 1;
+      fxOut[p] = fx;
+      fyOut[p] = fy;
+    }
   }
 }
 
