@@ -5,6 +5,7 @@
  *
  *   npx tsx bench/dataset-pass.ts                    # wasm; kNN on random features of the model's feature size
  *   npx tsx bench/dataset-pass.ts --train            # also the 60k training pass; kNN on the real features
+ *   npx tsx bench/dataset-pass.ts --synthetic        # random 28×28 images instead of Fashion-MNIST (same shapes)
  *   npx tsx bench/dataset-pass.ts --knn-only --dim 128   # no model needed: kNN on random features
  *   npx tsx bench/dataset-pass.ts --backend cpu --model reports/fashion-mnist/model
  *
@@ -25,7 +26,7 @@ import { loadModel, type LoadedModel } from '../pipelines/model/load';
 import { Rng } from '../pipelines/rng';
 import { ResultWriter } from '../pipelines/technique';
 import features, { featuresPath, readRows, rowBlocks } from '../pipelines/techniques/features';
-import type { BackendRequest } from '../pipelines/types';
+import type { BackendRequest, Dataset, Preprocessing, Split } from '../pipelines/types';
 import { saveModel, tmpDir } from '../test/fixtures/models';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -75,12 +76,44 @@ async function standIn(): Promise<LoadedModel> {
   return loadModel(dir);
 }
 
+/** Random 28×28 grey images with Fashion-MNIST's split sizes, made batch by batch (seeded per batch). */
+function syntheticDataset(preprocessing: Preprocessing): Dataset {
+  const sizes: Record<Split, number> = { test: 10_000, train: 60_000 };
+  return {
+    id: 'synthetic', name: 'synthetic 28×28', source: 'bench', classNames: Array.from({ length: 10 }, (_, k) => `c${k}`),
+    imageShape: [28, 28, 1], preprocessing, splitSizes: sizes,
+    classCounts: { test: Array(10).fill(1000), train: Array(10).fill(6000) }, skipped: [],
+    async *batches(split, batchSize, opts) {
+      const all = opts?.indices ? Array.from(opts.indices) : Array.from({ length: sizes[split] }, (_, i) => i);
+      for (let start = 0; start < all.length; start += batchSize) {
+        const idx = all.slice(start, start + batchSize);
+        const rng = new Rng(start + 1);
+        const pixels = Uint8Array.from({ length: idx.length * 784 }, () => rng.int(256));
+        yield { images: Float32Array.from(pixels, (v) => v / 255), pixels, labels: Int32Array.from(idx, (i) => i % 10), indices: Int32Array.from(idx), size: idx.length };
+      }
+    },
+    describeImage: (_split, index) => ({ id: String(index), label: index % 10 }),
+  };
+}
+
 if (!flag('knn-only')) {
   const trained = fs.existsSync(path.join(modelDir, 'model.json'));
   const model = trained ? await loadModel(modelDir) : await standIn();
   console.log(`model: ${trained ? modelDir : 'seeded untrained stand-in (conv32-pool-conv64-pool-conv64-GAP-dense10; the default model is not trained yet)'}`);
   const preprocessing = { size: [28, 28] as [number, number], channels: 1 as const, fit: 'fill' as const, normalize: { kind: 'range' as const, min: 0, max: 1 } };
-  const dataset = await openDataset({ type: 'fashion-mnist' }, { configFile: 'bench', baseDir: root, preprocessing });
+  let dataset: Dataset;
+  if (flag('synthetic')) {
+    dataset = syntheticDataset(preprocessing);
+    console.log('dataset: synthetic, 10 000 test + 60 000 train random 28×28 images (compute does not depend on pixel values)');
+  } else {
+    try {
+      dataset = await openDataset({ type: 'fashion-mnist' }, { configFile: 'bench', baseDir: root, preprocessing });
+    } catch (e) {
+      console.error(`Fashion-MNIST did not open (${(e as Error).message}); --synthetic times the same shapes on random images`);
+      process.exit(1);
+    }
+    console.log(`dataset: ${dataset.name}`);
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-bench-features-'));
   const params = features.params.parse({ maxTrain: flag('train') ? undefined : 0 });
   const tensors = tf.memory().numTensors;
