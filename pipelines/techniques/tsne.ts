@@ -116,6 +116,7 @@ export default defineTechnique({
     const { dim } = features;
     const n = test.count;
     const p = ctx.params;
+    if (n < 2) throw new Error(`t-SNE needs at least 2 test images, got ${n}`);
     const values = await readRows(featuresPath(ctx.depDirs.features, test), dim, 0, n);
     const total = p.iterations + 1;
     ctx.progress(0, total);
