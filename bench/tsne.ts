@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../pipelines/rng';
-import { knnPreservation, trustworthiness, tsne } from '../pipelines/engines/tsne';
+import { knnOf, knnPreservation, trustworthiness, tsne } from '../pipelines/engines/tsne';
 
 /**
  * Seeded Gaussian mixture: cluster centres ~ N(0, I_dim), cluster c has isotropic noise with
@@ -38,13 +38,11 @@ export function gaussianMixture(n: number, dim: number, clusters: number, seed: 
 
 /** Mean share of same-label points among each query's 10 nearest 2-D neighbours. */
 export function labelPurity(low: Float32Array, labels: ArrayLike<number>, n: number, k: number, queries: number[]): number {
+  const nn = knnOf(low, n, 2, k, queries);
   let same = 0;
-  const d = new Float64Array(n);
-  for (const i of queries) {
-    for (let j = 0; j < n; j++) d[j] = j === i ? Infinity : (low[2 * i] - low[2 * j]) ** 2 + (low[2 * i + 1] - low[2 * j + 1]) ** 2;
-    const nn = Array.from({ length: n }, (_, j) => j).sort((a, b) => d[a] - d[b] || a - b).slice(0, k);
-    for (const j of nn) if (labels[j] === labels[i]) same++;
-  }
+  queries.forEach((i, q) => {
+    for (let t = 0; t < k; t++) if (labels[nn[q * k + t]] === labels[i]) same++;
+  });
   return same / (queries.length * k);
 }
 

@@ -716,21 +716,31 @@ export function tsne(data: Float32Array, n: number, dim: number, opts: TsneOptio
 /** Indices of the k nearest neighbours (excluding self) of each query, by squared euclidean distance. */
 export function knnOf(points: Float32Array, n: number, dim: number, k: number, queries: ArrayLike<number>): Int32Array {
   const out = new Int32Array(queries.length * k);
-  const d = new Float64Array(n);
-  const idx = new Int32Array(n);
+  const bestD = new Float64Array(k);
+  const bestI = new Int32Array(k);
   for (let q = 0; q < queries.length; q++) {
     const i = queries[q];
+    bestD.fill(Infinity);
+    bestI.fill(-1);
     for (let j = 0; j < n; j++) {
+      if (j === i) continue;
       let s = 0;
       for (let c = 0; c < dim; c++) {
         const v = points[i * dim + c] - points[j * dim + c];
         s += v * v;
       }
-      d[j] = j === i ? Infinity : s;
-      idx[j] = j;
+      // insertion into the sorted top-k (ties: lower index first, as j ascends)
+      if (s >= bestD[k - 1]) continue;
+      let t = k - 1;
+      while (t > 0 && bestD[t - 1] > s) {
+        bestD[t] = bestD[t - 1];
+        bestI[t] = bestI[t - 1];
+        t--;
+      }
+      bestD[t] = s;
+      bestI[t] = j;
     }
-    const sorted = Array.from(idx).sort((a, b) => d[a] - d[b] || a - b);
-    for (let t = 0; t < k; t++) out[q * k + t] = sorted[t];
+    out.set(bestI, q * k);
   }
   return out;
 }
