@@ -548,7 +548,7 @@ export class QuadTree {
  * box (so the test holds for every point in it: never less accurate than per-point BH), and
  * opened leaves contribute their points one by one. The traversal writes one interaction list
  * (x, y, mass) per leaf; each of the leaf's points then runs a tight loop over it with scalar
- * accumulators, about 2× faster than walking the tree once per point. Results go to z/fx/fy by
+ * accumulators (≈1.7× faster than walking the tree once per point, measured at N = 10k). Results go to z/fx/fy by
  * tree position; z excludes self-pairs.
  */
 export function repulsionAll(tree: QuadTree, theta2: number, zOut: Float64Array, fxOut: Float64Array, fyOut: Float64Array): void {
