@@ -21,7 +21,7 @@ export interface BuiltSite {
   cleanup(): void;
 }
 
-export async function buildFixtureSite(opts: { base: string; name: string }): Promise<BuiltSite> {
+export async function buildFixtureSite(opts: { base: string; name: string; dataDir?: string; methodsDir?: string }): Promise<BuiltSite> {
   fs.mkdirSync(path.join(root, 'node_modules/.cache'), { recursive: true });
   const work = fs.mkdtempSync(path.join(root, `node_modules/.cache/convlens-${opts.name}-`));
   const dist = path.join(work, 'dist');
@@ -33,8 +33,8 @@ export async function buildFixtureSite(opts: { base: string; name: string }): Pr
       cwd: root,
       env: {
         ...env,
-        CONVLENS_SITE_DATA: fixture,
-        CONVLENS_METHODS_DIR: path.join(fixture, 'methods'),
+        CONVLENS_SITE_DATA: opts.dataDir ?? fixture,
+        CONVLENS_METHODS_DIR: opts.methodsDir ?? path.join(fixture, 'methods'),
         CONVLENS_BASE: opts.base,
         CONVLENS_ASTRO_CACHE_DIR: path.join(work, 'cache'),
         ASTRO_TELEMETRY_DISABLED: '1',
