@@ -12,7 +12,9 @@
  * - `loadPerceptualModel`: a user's own TF.js LayersModel (e.g. a Keras VGG-19 converted with
  *   tensorflowjs_converter, exported with a fixed input size), read by the standard loader.
  */
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
 import { loadModel, type LoadedModel } from '../model/load';
 import { Rng } from '../rng';
 import type { Forward } from './optimize-image';
@@ -123,4 +125,42 @@ export async function loadPerceptualModel(spec: PerceptualModelSpec): Promise<Pe
     forward,
     dispose: () => model.dispose(),
   };
+}
+
+// ---------------------------------------------------------------- technique params
+
+/** `perceptualModel` param shared by texture-synthesis and style-transfer. */
+export const perceptualParam = z
+  .union([
+    z.object({
+      kind: z.literal('random'),
+      seed: z.number().int().default(1),
+      filters: z.number().int().min(1).max(512).default(64),
+      kernel: z.number().int().min(1).max(15).default(5),
+      levels: z.number().int().min(1).max(8).default(5),
+    }),
+    z.object({
+      kind: z.literal('model'),
+      path: z.string().describe('TF.js LayersModel folder, relative to the report folder'),
+      normalize: z.union([
+        z.object({ kind: z.literal('range'), min: z.number(), max: z.number() }),
+        z.object({ kind: z.literal('meanStd'), mean: z.array(z.number()).length(3), std: z.array(z.number()).length(3) }),
+      ]),
+      styleLayers: z.array(z.string()).min(1),
+      contentLayer: z.string(),
+    }),
+  ])
+  .default({ kind: 'random', seed: 1, filters: 64, kernel: 5, levels: 5 })
+  .describe('the perceptual network: a random-weight multi-scale net (default, no download) or your own TF.js LayersModel with RGB input');
+
+export type PerceptualParam = z.output<typeof perceptualParam>;
+
+export async function openPerceptual(spec: PerceptualParam, reportDir: string): Promise<PerceptualNet> {
+  if (spec.kind === 'random') return buildRandomNet(spec);
+  return loadPerceptualModel({ ...spec, path: path.resolve(reportDir, spec.path) });
+}
+
+/** Image files named in params: absolute, or relative to the report folder. */
+export function resolveImage(file: string, reportDir: string): string {
+  return path.resolve(reportDir, file);
 }

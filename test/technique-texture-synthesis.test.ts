@@ -1,0 +1,38 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import technique, { type TextureData } from '../pipelines/techniques/texture-synthesis';
+import { runTechnique, tinyReport } from './helpers/tiny-report';
+
+const images = path.resolve(__dirname, '../reports/fashion-mnist/images');
+const small = { kind: 'random' as const, seed: 1, filters: 6, kernel: 3, levels: 3 };
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+describe('texture-synthesis', () => {
+  it('matches Gram matrices from noise: loss falls within 5 steps; files; no leaked tensors', async () => {
+    const { model, dataset } = await tinyReport();
+    const before = tf.memory().numTensors;
+    const { data, files } = await runTechnique(technique, {
+      model, dataset, params: { textures: [path.join(images, 'gravel.png')], size: 24, steps: 5, perceptualModel: small },
+    });
+    expect(tf.memory().numTensors).toBe(before);
+    const d = data as TextureData;
+    expect(d.layers).toEqual(['level0', 'level1', 'level2']);
+    expect(d.network).toContain('random-multiscale');
+    const t = d.textures[0];
+    expect(files).toEqual(expect.arrayContaining([t.result, t.sourcePng]));
+    expect(t.losses).toHaveLength(6);
+    expect(t.losses[5]).toBeLessThan(t.losses[0]);
+    model.dispose();
+  });
+
+  it('the default textures ship with the report', () => {
+    const defaults = technique.params.parse({}).textures;
+    for (const f of defaults) expect(fs.existsSync(path.resolve(images, '..', f))).toBe(true);
+  });
+});
