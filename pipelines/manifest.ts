@@ -3,7 +3,7 @@
  * `.convlens/site/results/<cache-key>/…` which the site publishes at `/results/<cache-key>/…`.
  * Types only: the site imports this file with `import type`, so it never pulls in TF.js.
  */
-import type { BackendInfo, LayerSummary, Preprocessing, SkippedFile, Split } from './types';
+import type { BackendInfo, Dataset, LayerSummary, Split } from './types';
 
 export interface SiteManifest {
   /** ISO time of the run that wrote this manifest. */
@@ -38,17 +38,8 @@ export interface ReportManifest {
     totalParams: number;
     layers: LayerSummary[];
   };
-  dataset: {
-    name: string;
-    source: string;
-    id: string;
-    classNames: string[];
-    imageShape: [number, number, number];
-    preprocessing: Preprocessing;
-    splitSizes: Record<Split, number>;
-    classCounts: Record<Split, number[]>;
-    skipped: SkippedFile[];
-  };
+  /** what the site shows of the dataset: its description without the streaming methods. */
+  dataset: Pick<Dataset, 'name' | 'source' | 'id' | 'classNames' | 'imageShape' | 'preprocessing' | 'splitSizes' | 'classCounts' | 'skipped'>;
   /** The overview step: accuracy on the test split and sample images per class. */
   overview?: ResultEntry<OverviewData>;
   /** technique id → its result for this report (absent when the report disabled it). */
