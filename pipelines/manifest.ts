@@ -21,6 +21,8 @@ export interface TechniqueInfo {
   version: number;
   /** One-line summary for listings. */
   summary: string;
+  /** shared work other techniques read (e.g. the features pass): no page of its own. */
+  internal?: boolean;
   /** JSON Schema generated from the technique's zod params (descriptions and defaults included). */
   paramsSchema: unknown;
 }

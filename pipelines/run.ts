@@ -359,5 +359,5 @@ function publish(siteDir: string, cache: ResultCache, reports: ReportManifest[],
 }
 
 export function techniqueInfo(t: Technique): TechniqueInfo {
-  return { id: t.id, title: t.title, family: t.family, version: t.version, summary: t.summary, paramsSchema: z.toJSONSchema(t.params, { io: 'input', unrepresentable: 'any' }) };
+  return { id: t.id, title: t.title, family: t.family, version: t.version, summary: t.summary, internal: t.internal, paramsSchema: z.toJSONSchema(t.params, { io: 'input', unrepresentable: 'any' }) };
 }

@@ -87,9 +87,9 @@ export const reports = (): ReportManifest[] => manifest().reports;
 export const techniques = (): TechniqueInfo[] => manifest().techniques;
 /**
  * Techniques with pages: internal ones (shared passes such as `features`) have none. The manifest
- * type has no `internal` flag yet; when the runner writes one, it is honoured here.
+ * marks them with `internal: true`.
  */
-export const visibleTechniques = (): TechniqueInfo[] => techniques().filter((t) => (t as TechniqueInfo & { internal?: boolean }).internal !== true);
+export const visibleTechniques = (): TechniqueInfo[] => techniques().filter((t) => t.internal !== true);
 export const techniqueIds = (): Set<string> => new Set(techniques().map((t) => t.id));
 export const findReport = (id: string): ReportManifest | undefined => reports().find((r) => r.id === id);
 export const findTechnique = (id: string): TechniqueInfo | undefined => techniques().find((t) => t.id === id);
