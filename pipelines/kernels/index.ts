@@ -1,2 +1,137 @@
-// Placeholder until the wasm gradient kernels land (being written now); backend.ts calls this once.
-export function registerWasmKernels(): void {}
+/**
+ * Gradient kernels for the wasm backend (issue 7 item 1, issue 2 item 8).
+ *
+ * Mechanism: kernels registered with tf.registerKernel for backend 'wasm', not gradient
+ * overrides. Every gradient path (tf.grad, tf.variableGrads, tfjs-layers' fit, the fused-conv
+ * customGrad) ends in these kernel names, so one registration covers all of them and leaves
+ * the cpu/webgpu gradients untouched. Registered:
+ *   Conv2DBackpropFilter                 missing on wasm   → JS im2col on the heap + one matMul
+ *   Conv2DBackpropInput                  ~10× slower than forward → forward conv of dilated dy
+ *   DepthwiseConv2dNativeBackpropInput   missing           → forward depthwise conv of dilated dy
+ *   DepthwiseConv2dNativeBackpropFilter  missing           → per-tap multiply + sum
+ *   MaxPoolGrad                          wrong for all-negative windows → JS loop on the wasm heap
+ *
+ * The conv kernels compose tf ops (which run on wasm while wasm is active). They run inside
+ * tf.tidy, so every intermediate is freed; the result's data gets an extra backend reference
+ * before its Tensor wrapper is disposed, so the engine can wrap the returned TensorInfo.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { wasmConv2dFilterGrad, type WasmBackendLike } from './im2col';
+import {
+  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, maxPoolGradInto,
+} from './conv-grads';
+
+export { conv2dFilterGrad, conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
+export { wasmConv2dFilterGrad } from './im2col';
+
+
+type Rounding = 'floor' | 'round' | 'ceil' | undefined;
+type Shape4 = [number, number, number, number];
+type Pair = [number, number] | number;
+type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+
+/** Inputs reach kernels as Tensors when called through ops; wrap bare TensorInfos without stealing a reference. */
+function asTensor(info: tf.TensorInfo, backend: WasmBackendLike): tf.Tensor4D {
+  if (info instanceof tf.Tensor) return info as tf.Tensor4D;
+  backend.incRef(info.dataId); // balanced by the dispose at the end of the surrounding tidy
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor4D;
+}
+
+/** Hands a tensor computed from ops back to the engine as a kernel output. */
+function toOutput(t: tf.Tensor, backend: WasmBackendLike): tf.TensorInfo {
+  backend.incRef(t.dataId);
+  const out: tf.TensorInfo = { dataId: t.dataId, shape: t.shape.slice(), dtype: t.dtype };
+  t.dispose();
+  return out;
+}
+
+function req(inputs: tf.NamedTensorInfoMap, name: string): tf.TensorInfo {
+  const t = inputs[name];
+  if (!t) throw new Error(`wasm gradient kernel: input '${name}' is missing`);
+  return t;
+}
+
+function nhwcOnly(kernel: string, dataFormat: string | undefined): void {
+  if (dataFormat !== undefined && dataFormat !== 'NHWC') {
+    throw new Error(`${kernel} on wasm: only NHWC is supported (got ${dataFormat})`);
+  }
+}
+
+function composed(
+  kernelName: string,
+  run: (inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap, backend: WasmBackendLike) => tf.Tensor,
+): tf.KernelConfig {
+  return {
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const t = tf.tidy(() => run(inputs, attrs ?? {}, be));
+      return toOutput(t, be);
+    },
+  };
+}
+
+const kernels: tf.KernelConfig[] = [
+  composed('Conv2DBackpropFilter', (inputs, attrs, be) => {
+    nhwcOnly('Conv2DBackpropFilter', attrs.dataFormat as string | undefined);
+    const x = req(inputs, 'x');
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as Shape4, attrs.filterShape as Shape4, attrs.strides as Pair, 1, attrs.pad as Pad,
+      attrs.dimRoundingMode as Rounding,
+    );
+    return wasmConv2dFilterGrad(x, req(inputs, 'dy'), info, be);
+  }),
+  composed('Conv2DBackpropInput', (inputs, attrs, be) => {
+    nhwcOnly('Conv2DBackpropInput', attrs.dataFormat as string | undefined);
+    return conv2dInputGrad(
+      asTensor(req(inputs, 'dy'), be), asTensor(req(inputs, 'filter'), be), attrs.inputShape as Shape4,
+      attrs.strides as Pair, attrs.pad as Pad, 1, attrs.dimRoundingMode as Rounding,
+    );
+  }),
+  composed('DepthwiseConv2dNativeBackpropFilter', (inputs, attrs, be) =>
+    depthwiseFilterGrad(
+      asTensor(req(inputs, 'x'), be), asTensor(req(inputs, 'dy'), be), attrs.filterShape as Shape4,
+      attrs.strides as Pair, attrs.pad as Pad, attrs.dilations as Pair, attrs.dimRoundingMode as Rounding,
+    )),
+  composed('DepthwiseConv2dNativeBackpropInput', (inputs, attrs, be) =>
+    depthwiseInputGrad(
+      asTensor(req(inputs, 'dy'), be), asTensor(req(inputs, 'filter'), be), attrs.inputShape as Shape4,
+      attrs.strides as Pair, attrs.pad as Pad, attrs.dilations as Pair, attrs.dimRoundingMode as Rounding,
+    )),
+  {
+    kernelName: 'MaxPoolGrad',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const dy = req(inputs, 'dy');
+      const input = req(inputs, 'input');
+      const a = attrs ?? {};
+      const info = tf.backend_util.computePool2DInfo(
+        input.shape as Shape4, a.filterSize as Pair, a.strides as Pair, 1, a.pad as Pad, a.dimRoundingMode as Rounding,
+      );
+      // Allocate first: allocation may grow the wasm heap and detach earlier views.
+      const dx = be.makeOutput(input.shape.slice(), 'float32');
+      maxPoolGradInto(
+        be.typedArrayFromHeap(dx) as Float32Array,
+        be.typedArrayFromHeap(input) as Float32Array,
+        be.typedArrayFromHeap(dy) as Float32Array,
+        info,
+      );
+      return dx;
+    },
+  },
+];
+
+let registered = false;
+
+/** Registers the wasm gradient kernels (idempotent; replaces wasm's own MaxPoolGrad and Conv2DBackpropInput). */
+export function registerWasmKernels(): void {
+  if (registered) return;
+  for (const k of kernels) {
+    // Unregister first so that overriding wasm's own kernel does not log a warning.
+    if (tf.getKernel(k.kernelName, 'wasm')) tf.unregisterKernel(k.kernelName, 'wasm');
+    tf.registerKernel(k);
+  }
+  registered = true;
+}
