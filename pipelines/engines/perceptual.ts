@@ -6,8 +6,8 @@
  * - `buildRandomNet`: after Ustyuzhaninov et al. (ICLR 2017), who showed that a single layer
  *   of random filters at several scales synthesises convincing textures. Their multi-scale net
  *   convolves the full image with filters up to 55 px wide; to fit 2 CPU cores we get the same
- *   range of scales from an image pyramid instead: at each level (the image average-pooled by
- *   1, 2, 4, 8, 16) one bank of random k×k filters + ReLU, i.e. receptive fields of k, 2k, 4k, …
+ *   range of scales from a Gaussian image pyramid instead: at each level (the image blurred and
+ *   halved 0, 1, 2, 3, 4 times) one bank of random k×k filters + ReLU, i.e. receptive fields of k, 2k, 4k, …
  *   pixels. Weights come from the seeded Rng: reproducible, nothing to download.
  * - `loadPerceptualModel`: a user's own TF.js LayersModel (e.g. a Keras VGG-19 converted with
  *   tensorflowjs_converter, exported with a fixed input size), read by the standard loader.
@@ -63,14 +63,22 @@ export function buildRandomNet(opts: RandomNetOptions = {}): PerceptualNet {
     }
     kernels.push(tf.tensor4d(w, [k, k, 3, filters]));
   }
-  const layers = kernels.map((_, l) => `level${l}`);
+  // Gaussian-pyramid step: binomial 3×3 blur per channel, stride 2, as a plain conv2d (its input
+  // gradient exists on every backend; depthwise has none on wasm). Average pooling instead
+  // leaves flat 2^l-px blocks in the synthesised image.
+  const b = [1, 2, 1];
+  const down = new Float32Array(3 * 3 * 3 * 3);
+  for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) for (let c = 0; c < 3; c++) down[((y * 3 + x) * 3 + c) * 3 + c] = (b[y] * b[x]) / 16;
+  kernels.push(tf.tensor4d(down, [3, 3, 3, 3]));
+  const downKernel = kernels[kernels.length - 1];
+  const layers = kernels.slice(0, levels).map((_, l) => `level${l}`);
   const forward: Forward = (x, wanted) => {
     const out: Record<string, tf.Tensor> = {};
     const deepest = Math.max(...wanted.map((n) => layers.indexOf(n)));
     // centred input: with a zero-mean input the ReLU keeps roughly half of each response
     let img: tf.Tensor4D = tf.sub(x, 0.5);
     for (let l = 0; l <= deepest; l++) {
-      if (l > 0) img = tf.avgPool(img, 2, 2, 'valid');
+      if (l > 0) img = tf.conv2d(img, downKernel, 2, 'same');
       if (img.shape[1] < k || img.shape[2] < k) break; // image too small for this level
       if (wanted.includes(layers[l])) out[layers[l]] = tf.relu(tf.conv2d(img, kernels[l], 1, 'same'));
     }

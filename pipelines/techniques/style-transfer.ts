@@ -48,7 +48,7 @@ const params = z.object({
   lr: z.number().positive().default(0.03).describe('Adam learning rate'),
   contentWeight: z.number().min(0).default(1).describe('weight of the content term ‖a(y) − a(c)‖² / ‖a(c)‖²'),
   styleWeight: z.number().min(0).default(1).describe('weight of each style layer\'s relative Gram error'),
-  tvWeight: z.number().min(0).default(0).describe('total-variation weight'),
+  tvWeight: z.number().min(0).default(2).describe('total-variation weight: smooths the colour noise the random net leaves'),
   contentLayer: z.string().optional().describe('default: the random net\'s level2 (1/4 scale), or the model net\'s contentLayer'),
   styleLayers: z.array(z.string()).optional().describe('default: every level of the random net, or the model net\'s styleLayers'),
   perceptualModel: perceptualParam,

@@ -40,6 +40,7 @@ const params = z.object({
   size: z.number().int().min(16).max(512).default(128).describe('side of the source and synthesised images, px (a model perceptual net uses its own input size)'),
   steps: z.number().int().min(0).max(4096).default(300).describe('Adam steps (Gatys et al. used 2 000 L-BFGS iterations)'),
   lr: z.number().positive().default(0.05).describe('Adam learning rate'),
+  param: z.enum(['fourier', 'pixel']).default('fourier').describe('image parameterisation (both with decorrelated colour)'),
   layers: z.array(z.string()).optional().describe('Gram layers; default: every level of the random net, or the model net\'s styleLayers'),
   perceptualModel: perceptualParam,
 });
@@ -71,7 +72,9 @@ export default defineTechnique({
           const terms = layers.map((l, j) => gramMatch(l, targets[j]));
           const r = optimizeImage({
             batch: 1, height: size, width: size, channels: 3,
-            param: { kind: 'pixel', decorrelate: true, sd: 0.5, decayPower: 1 }, transforms: null,
+            // Lucid's Fourier + decorrelated colour: gradients from the coarse (pooled) levels
+            // otherwise land in flat 2^l-px blocks and leave a blocky image
+            param: { kind: p.param, decorrelate: true, sd: p.param === 'fourier' ? 0.05 : 0.5, decayPower: 1 }, transforms: null,
             terms, forward: net.forward, steps: p.steps, lr: p.lr, rng: ctx.rng,
           });
           const base = `texture-${i}`;
