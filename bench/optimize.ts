@@ -1,0 +1,81 @@
+/**
+ * Steps per second of the optimisation engine, per technique: on the report's model
+ * (reports/fashion-mnist/model, once trained) and on the random perceptual net at 224 px.
+ *
+ *   npx tsx bench/optimize.ts [backend=wasm] [steps=20]
+ *
+ * Each case runs `steps` steps after a 2-step warm-up; prints one JSON line per case.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../pipelines/backend';
+import { loadModel } from '../pipelines/model/load';
+import { Rng } from '../pipelines/rng';
+import {
+  channelMean, classLogit, convStageLayers, featureMatch, gram, gramMatch, l2Decay, modelForward, optimizeImage,
+  spreadChannels, standardTransforms, totalVariation, alphaNorm, type OptimizeOptions,
+} from '../pipelines/engines/optimize-image';
+import { buildRandomNet } from '../pipelines/engines/perceptual';
+import { findLayers } from '../pipelines/techniques/features';
+import type { BackendRequest } from '../pipelines/types';
+
+const backend = (process.argv[2] ?? 'wasm') as BackendRequest;
+const steps = Number(process.argv[3] ?? 20);
+const info = await initBackend(backend);
+
+function time(name: string, o: Omit<OptimizeOptions, 'steps' | 'rng'>): void {
+  optimizeImage({ ...o, steps: 2, rng: new Rng(1) });
+  const r = optimizeImage({ ...o, steps, rng: new Rng(1) });
+  console.log(JSON.stringify({ case: name, backend: info.adapter, batch: o.batch, size: o.height, steps, seconds: +r.seconds.toFixed(2), stepsPerSecond: +(steps / r.seconds).toFixed(2) }));
+}
+
+const modelDir = path.resolve('reports/fashion-mnist/model');
+if (fs.existsSync(path.join(modelDir, 'model.json'))) {
+  const model = await loadModel(modelDir);
+  const [h, w, c] = model.inputShape;
+  const pre = { size: [h, w] as [number, number], channels: c as 1, fit: 'fill' as const, normalize: { kind: 'range' as const, min: 0, max: 1 } };
+  const forward = modelForward(model, pre);
+  const stage = convStageLayers(model.executor);
+  const last = stage[stage.length - 1];
+  const k = model.executor.node(last).outputShape.at(-1)!;
+  const base = { height: h, width: w, channels: c, forward, lr: 0.05 };
+  time('activation-maximization (priors, 8 channels, last stage)', {
+    ...base, batch: 8, param: { kind: 'fourier', decorrelate: true, sd: 0.01, decayPower: 1 }, transforms: standardTransforms(h),
+    terms: [channelMean(last, spreadChannels(k, 8)), totalVariation(0.05)],
+  });
+  const logits = findLayers(model.executor).logits;
+  const nc = model.executor.node(logits).outputShape.at(-1)!;
+  time('class-model (all classes)', {
+    ...base, batch: nc, param: { kind: 'pixel', decorrelate: false, sd: 0.01, decayPower: 1 },
+    transforms: { pad: 2, jitter: 3, scales: [], angles: [], jitter2: 0 }, terms: [classLogit(logits, Array.from({ length: nc }, (_, i) => i)), l2Decay(1)],
+  });
+  const target = tf.tidy(() => forward(tf.randomUniform([4, h, w, c]) as tf.Tensor4D, [last])[last]);
+  time('feature-inversion (4 images, last stage)', {
+    ...base, batch: 4, param: { kind: 'pixel', decorrelate: false, sd: 0.5, decayPower: 1 }, transforms: null,
+    terms: [featureMatch(last, target), alphaNorm(6, 1), totalVariation(0.5)],
+  });
+  target.dispose();
+  model.dispose();
+} else {
+  console.log(JSON.stringify({ skipped: 'report model', reason: `${modelDir}/model.json not found (train it first)` }));
+}
+
+for (const size of [128, 224]) {
+  const net = buildRandomNet();
+  const x = tf.randomUniform([1, size, size, 3]) as tf.Tensor4D;
+  const grams = tf.tidy(() => { const a = net.forward(x, net.layers); return net.layers.map((l) => gram(a[l] as tf.Tensor4D)); });
+  const content = tf.tidy(() => net.forward(x, [net.defaultContentLayer])[net.defaultContentLayer]);
+  const style = net.layers.map((l, i) => gramMatch(l, grams[i]));
+  time(`texture-synthesis (random net, ${size} px)`, {
+    batch: 1, height: size, width: size, channels: 3, forward: net.forward, lr: 0.05,
+    param: { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 }, transforms: null, terms: style,
+  });
+  time(`style-transfer (random net, ${size} px)`, {
+    batch: 1, height: size, width: size, channels: 3, forward: net.forward, lr: 0.03, init: x.dataSync() as Float32Array,
+    param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 }, transforms: null,
+    terms: [featureMatch(net.defaultContentLayer, content), ...style, totalVariation(2)],
+  });
+  tf.dispose([x, content, ...grams]);
+  net.dispose();
+}
