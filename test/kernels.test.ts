@@ -1,0 +1,314 @@
+/**
+ * The wasm gradient kernels (pipelines/kernels) against the cpu backend's kernels, on random
+ * shapes, strides, paddings, dilations and batch > 1; plus finite differences, the all-negative
+ * maxPool window, tfjs-layers training on wasm, and tensor-count stability.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../pipelines/backend';
+import { conv2dInputGrad, registerWasmKernels, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
+import { Rng } from '../pipelines/rng';
+
+type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
+type S4 = [number, number, number, number];
+
+const rng = new Rng(7);
+const randInt = (lo: number, hi: number) => lo + rng.int(hi - lo + 1);
+function randArray(n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => rng.normal());
+}
+
+/** Largest relative error seen, printed at the end (for the record). */
+let worst = 0;
+
+/** ||a − b||₂ / ||b||₂ */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const e = relErrOf(a, b);
+  worst = Math.max(worst, e);
+  return e;
+}
+
+function relErrOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** Runs `f` on a backend with fresh tensors made from the given arrays and returns its values. */
+async function on(backend: 'cpu' | 'wasm', f: () => tf.Tensor): Promise<Float32Array> {
+  await initBackend(backend);
+  const t = f();
+  const v = t.dataSync() as Float32Array;
+  t.dispose();
+  return v;
+}
+
+function kernel(name: string, inputs: Record<string, [Float32Array, number[]]>, attrs: tf.NamedAttrMap): () => tf.Tensor {
+  return () =>
+    tf.tidy(() => {
+      const ins: tf.NamedTensorMap = {};
+      for (const [k, [v, s]] of Object.entries(inputs)) ins[k] = tf.tensor(v, s);
+      return tf.engine().runKernel(name, ins, attrs) as tf.Tensor;
+    });
+}
+
+const PADS: Pad[] = ['same', 'valid', [[0, 0], [1, 0], [2, 1], [0, 0]]];
+
+interface Case { n: number; h: number; w: number; ci: number; co: number; kh: number; kw: number; s: number; pad: Pad }
+function cases(): Case[] {
+  const out: Case[] = [];
+  for (const s of [1, 2]) {
+    for (const pad of PADS) {
+      out.push({ n: randInt(2, 3), h: randInt(5, 9), w: randInt(5, 9), ci: randInt(1, 4), co: randInt(1, 5), kh: randInt(1, 3), kw: randInt(2, 3), s, pad });
+    }
+  }
+  return out;
+}
+
+function outShape(c: Case, dil = 1, depthwise = false): S4 {
+  const info = tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.ci], [c.kh, c.kw, c.ci, c.co], c.s, dil, c.pad, undefined, depthwise);
+  return [c.n, info.outHeight, info.outWidth, info.outChannels];
+}
+
+/** Zero-stuffed [kh',kw',…] copy of a [kh,kw,…] filter: a conv with dilation d equals a plain conv with it. */
+function stuff(f: Float32Array, kh: number, kw: number, inner: number, d: number): [Float32Array, number, number] {
+  const khd = (kh - 1) * d + 1;
+  const kwd = (kw - 1) * d + 1;
+  const out = new Float32Array(khd * kwd * inner);
+  for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) for (let k = 0; k < inner; k++) {
+    out[(a * d * kwd + b * d) * inner + k] = f[(a * kw + b) * inner + k]!;
+  }
+  return [out, khd, kwd];
+}
+
+/** Inverse of stuff(): the taps of a stuffed-filter gradient that belong to the real filter. */
+function unstuff(g: Float32Array, kh: number, kw: number, inner: number, d: number): Float32Array {
+  const kwd = (kw - 1) * d + 1;
+  const out = new Float32Array(kh * kw * inner);
+  for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) for (let k = 0; k < inner; k++) {
+    out[(a * kw + b) * inner + k] = g[(a * d * kwd + b * d) * inner + k]!;
+  }
+  return out;
+}
+
+const padName = (p: Pad) => (typeof p === 'string' ? p : 'explicit');
+
+beforeAll(async () => {
+  await initBackend('cpu');
+  await initBackend('wasm');
+  registerWasmKernels(); // idempotent: a second call must not re-register or throw
+});
+afterAll(() => {
+  console.log(`kernels.test: largest relative error vs reference ${worst.toExponential(2)}`);
+});
+
+describe('wasm gradient kernels match the cpu backend', () => {
+  it('Conv2DBackpropFilter and Conv2DBackpropInput (strides 1, 2; same, valid, explicit)', async () => {
+    for (const c of cases()) {
+      const xs: S4 = [c.n, c.h, c.w, c.ci];
+      const fs: S4 = [c.kh, c.kw, c.ci, c.co];
+      const ys = outShape(c);
+      const x = randArray(xs.reduce((a, b) => a * b));
+      const f = randArray(fs.reduce((a, b) => a * b));
+      const dy = randArray(ys.reduce((a, b) => a * b));
+      const common = { strides: c.s, pad: c.pad, dataFormat: 'NHWC' };
+      const kf = kernel('Conv2DBackpropFilter', { x: [x, xs], dy: [dy, ys] }, { ...common, filterShape: fs } as unknown as tf.NamedAttrMap);
+      const ki = kernel('Conv2DBackpropInput', { dy: [dy, ys], filter: [f, fs] }, { ...common, inputShape: xs } as unknown as tf.NamedAttrMap);
+      const label = `${JSON.stringify(xs)} k${c.kh}x${c.kw} co${c.co} s${c.s} ${padName(c.pad)}`;
+      expect(relErr(await on('wasm', kf), await on('cpu', kf)), `filter ${label}`).toBeLessThan(1e-5);
+      expect(relErr(await on('wasm', ki), await on('cpu', ki)), `input ${label}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('conv2d gradients with dilation 2 (against the cpu gradient of the zero-stuffed filter)', async () => {
+    for (const pad of PADS) {
+      const c: Case = { n: 2, h: randInt(7, 9), w: randInt(7, 9), ci: randInt(1, 3), co: randInt(2, 4), kh: 3, kw: 2, s: 1, pad };
+      const d = 2;
+      const xs: S4 = [c.n, c.h, c.w, c.ci];
+      const fs: S4 = [c.kh, c.kw, c.ci, c.co];
+      const ys = outShape(c, d);
+      const x = randArray(xs.reduce((a, b) => a * b));
+      const f = randArray(fs.reduce((a, b) => a * b));
+      const dy = randArray(ys.reduce((a, b) => a * b));
+      // Zero-stuffed filter: a dilated conv equals a plain conv with it.
+      const khd = (c.kh - 1) * d + 1;
+      const kwd = (c.kw - 1) * d + 1;
+      const fd = new Float32Array(khd * kwd * c.ci * c.co);
+      for (let a = 0; a < c.kh; a++) for (let b = 0; b < c.kw; b++) for (let k = 0; k < c.ci * c.co; k++) {
+        fd[((a * d) * kwd + b * d) * c.ci * c.co + k] = f[(a * c.kw + b) * c.ci * c.co + k]!;
+      }
+      await initBackend('cpu');
+      const [refDx, refDf] = tf.tidy(() => {
+        const g = tf.grads((xx: tf.Tensor, ff: tf.Tensor) =>
+          tf.sum(tf.mul(tf.conv2d(xx as tf.Tensor4D, ff as tf.Tensor4D, 1, pad), tf.tensor(dy, ys))));
+        const [gx, gf] = g([tf.tensor(x, xs), tf.tensor(fd, [khd, kwd, c.ci, c.co])]);
+        const gfv = gf!.dataSync();
+        const sub = new Float32Array(f.length);
+        for (let a = 0; a < c.kh; a++) for (let b = 0; b < c.kw; b++) for (let k = 0; k < c.ci * c.co; k++) {
+          sub[(a * c.kw + b) * c.ci * c.co + k] = gfv[((a * d) * kwd + b * d) * c.ci * c.co + k]!;
+        }
+        return [gx!.dataSync() as Float32Array, sub];
+      });
+      await initBackend('wasm');
+      const [dx, df] = tf.tidy(() => {
+        const info = tf.backend_util.computeConv2DInfo(xs, fs, 1, d, pad);
+        const gx = conv2dInputGrad(tf.tensor4d(dy, ys), tf.tensor4d(f, fs), xs, 1, pad, d);
+        const gf = wasmConv2dFilterGrad(tf.tensor4d(x, xs), tf.tensor4d(dy, ys), info, tf.backend() as never);
+        return [gx.dataSync() as Float32Array, gf.dataSync() as Float32Array];
+      });
+      expect(relErr(dx, refDx), `dx dilation 2 ${padName(pad)}`).toBeLessThan(1e-5);
+      expect(relErr(df, refDf), `df dilation 2 ${padName(pad)}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('DepthwiseConv2dNativeBackpropFilter / Input (strides, paddings, dilations, channel multiplier)', async () => {
+    for (const dil of [1, 2]) {
+      for (const c of cases()) {
+        if (dil > 1 && c.s > 1) continue; // depthwise needs strides or dilations to be 1
+        const cm = randInt(1, 2);
+        const xs: S4 = [c.n, c.h + 2, c.w + 2, c.ci];
+        const fs: S4 = [c.kh, c.kw, c.ci, cm];
+        const cc = { ...c, h: c.h + 2, w: c.w + 2, co: cm };
+        const ys = outShape(cc, dil, true);
+        const x = randArray(xs.reduce((a, b) => a * b));
+        const f = randArray(fs.reduce((a, b) => a * b));
+        const dy = randArray(ys.reduce((a, b) => a * b));
+        const common = { strides: c.s, pad: c.pad, dilations: dil };
+        const kf = kernel('DepthwiseConv2dNativeBackpropFilter', { x: [x, xs], dy: [dy, ys] }, { ...common, filterShape: fs } as unknown as tf.NamedAttrMap);
+        const ki = kernel('DepthwiseConv2dNativeBackpropInput', { dy: [dy, ys], filter: [f, fs] }, { ...common, inputShape: xs } as unknown as tf.NamedAttrMap);
+        // The cpu depthwise backprop kernels ignore dilations (tfjs-core never asks for them), so
+        // the reference for dilation 2 is the cpu gradient of the zero-stuffed filter.
+        const [fd, khd, kwd] = stuff(f, c.kh, c.kw, c.ci * cm, dil);
+        const fsd: S4 = [khd, kwd, c.ci, cm];
+        const rf = kernel('DepthwiseConv2dNativeBackpropFilter', { x: [x, xs], dy: [dy, ys] }, { ...common, dilations: 1, filterShape: fsd } as unknown as tf.NamedAttrMap);
+        const ri = kernel('DepthwiseConv2dNativeBackpropInput', { dy: [dy, ys], filter: [fd, fsd] }, { ...common, dilations: 1, inputShape: xs } as unknown as tf.NamedAttrMap);
+        const refF = unstuff(await on('cpu', rf), c.kh, c.kw, c.ci * cm, dil);
+        const refI = await on('cpu', ri);
+        const label = `${JSON.stringify(xs)} k${c.kh}x${c.kw} cm${cm} s${c.s} d${dil} ${padName(c.pad)}`;
+        expect(relErr(await on('wasm', kf), refF), `filter ${label}`).toBeLessThan(1e-5);
+        expect(relErr(await on('wasm', ki), refI), `input ${label}`).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  it('MaxPoolGrad on random data (mixed signs) and on all-negative windows', async () => {
+    for (const [size, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same'], [2, 1, 'valid']] as const) {
+      const xs: S4 = [2, randInt(5, 8), randInt(5, 8), 3];
+      const x = randArray(xs.reduce((a, b) => a * b));
+      const grad = (xv: Float32Array) => () =>
+        tf.tidy(() => {
+          const info = tf.backend_util.computePool2DInfo(xs, size, s, 1, pad);
+          const r = tf.tensor(randArrayFixed(xs, size, s, pad), [xs[0], info.outHeight, info.outWidth, xs[3]]);
+          return tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, size, s, pad), r)))(tf.tensor(xv, xs));
+        });
+      expect(relErr(await on('wasm', grad(x)), await on('cpu', grad(x))), `maxPool ${size} s${s} ${pad}`).toBeLessThan(1e-6);
+      const neg = x.map((v) => -Math.abs(v) - 0.01);
+      expect(relErr(await on('wasm', grad(neg)), await on('cpu', grad(neg))), `all-negative maxPool ${size} s${s} ${pad}`).toBeLessThan(1e-6);
+    }
+    // The research note's case: x = −[0.1 … 0.4] per 2×2 window, dy = 10, 20, 30, 40.
+    const x = new Float32Array(16);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) x[i * 4 + j] = -0.1 * (1 + ((i % 2) * 2 + (j % 2)));
+    const g = await on('wasm', () =>
+      tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, 2, 2, 'valid'), tf.tensor([10, 20, 30, 40], [1, 2, 2, 1]))))(tf.tensor(x, [1, 4, 4, 1]))));
+    expect(Array.from(g)).toEqual([10, 0, 20, 0, 0, 0, 0, 0, 30, 0, 40, 0, 0, 0, 0, 0]);
+  });
+});
+
+/** Fixed upstream gradient for a pooling case (depends only on the output shape). */
+function randArrayFixed(xs: S4, size: number, s: number, pad: 'same' | 'valid'): Float32Array {
+  const info = tf.backend_util.computePool2DInfo(xs, size, s, 1, pad);
+  const r = new Rng(size * 10 + s);
+  return Float32Array.from({ length: xs[0] * info.outHeight * info.outWidth * xs[3] }, () => r.normal()).slice() as Float32Array;
+}
+
+describe('gradients on wasm', () => {
+  it('agree with central finite differences (strided conv → maxPool → weighted sum)', async () => {
+    await initBackend('wasm');
+    const xs: S4 = [2, 7, 6, 2];
+    const fs: S4 = [3, 3, 2, 3];
+    const x = tf.tensor4d(randArray(2 * 7 * 6 * 2), xs);
+    const w0 = randArray(3 * 3 * 2 * 3);
+    const loss = (w: tf.Tensor) =>
+      tf.tidy(() => {
+        const y = tf.maxPool(tf.conv2d(x, w as tf.Tensor4D, 2, 'same'), 2, 1, 'same');
+        return tf.sum(tf.mul(y, tf.reshape(tf.linspace(-1, 1, y.size), y.shape)));
+      });
+    const g = tf.tidy(() => tf.grad(loss)(tf.tensor4d(w0, fs)).dataSync());
+    const eps = 2e-3; // small enough that no pooling window switches its maximum
+    for (const k of [0, 5, 17, 33, 53]) {
+      const wp = w0.slice();
+      const wm = w0.slice();
+      wp[k] += eps;
+      wm[k] -= eps;
+      const lp = tf.tidy(() => loss(tf.tensor4d(wp, fs)).dataSync()[0]!);
+      const lm = tf.tidy(() => loss(tf.tensor4d(wm, fs)).dataSync()[0]!);
+      const fd = (lp - lm) / (2 * eps);
+      expect(Math.abs(fd - g[k]!), `dL/dw[${k}]: fd ${fd} vs ${g[k]}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(fd)));
+    }
+    x.dispose();
+  });
+
+  it('trains a tfjs-layers conv net (fused ReLU conv, maxPool, GAP) with the same gradients as cpu, without leaking tensors', async () => {
+    const build = () => {
+      const m = tfl.sequential();
+      m.add(tfl.layers.conv2d({ inputShape: [8, 8, 1], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tfl.initializers.glorotUniform({ seed: 1 }) }));
+      m.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
+      m.add(tfl.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }));
+      m.add(tfl.layers.globalAveragePooling2d({}));
+      m.add(tfl.layers.dense({ units: 3, kernelInitializer: tfl.initializers.glorotUniform({ seed: 3 }) }));
+      return m;
+    };
+    const xv = randArray(4 * 64);
+    const grads = async (backend: 'cpu' | 'wasm') => {
+      await initBackend(backend);
+      const m = build();
+      const x = tf.tensor4d(xv, [4, 8, 8, 1]);
+      const before = tf.memory().numTensors;
+      const out: number[] = [];
+      for (let rep = 0; rep < 2; rep++) {
+        const { value, grads: g } = tf.variableGrads(() => tf.sum(tf.square(m.apply(x) as tf.Tensor)) as tf.Scalar);
+        for (const v of m.trainableWeights) {
+          const gv = g[(v.read() as tf.Variable).name];
+          expect(gv, v.name).toBeDefined();
+          out.push(...gv!.dataSync());
+        }
+        tf.dispose([value, ...Object.values(g)]);
+      }
+      expect(tf.memory().numTensors, `${backend} tensors`).toBe(before);
+      m.compile({ optimizer: tf.train.sgd(0.01), loss: 'meanSquaredError' });
+      const h = await m.fit(x, tf.zeros([4, 3]), { epochs: 2, batchSize: 2, shuffle: false, verbose: 0 });
+      expect(Number.isFinite(h.history.loss![1] as number)).toBe(true);
+      x.dispose();
+      m.dispose();
+      return Float32Array.from(out);
+    };
+    const c = await grads('cpu');
+    const w = await grads('wasm');
+    expect(w.length).toBeGreaterThan(0);
+    expect(relErr(w, c)).toBeLessThan(1e-5);
+  });
+
+  it('leaves the tensor count unchanged across kernel calls', async () => {
+    await initBackend('wasm');
+    const x = tf.randomNormal([2, 9, 9, 3]) as tf.Tensor4D;
+    const w = tf.randomNormal([3, 3, 3, 4]) as tf.Tensor4D;
+    const dw = tf.randomNormal([3, 3, 3, 2]) as tf.Tensor4D;
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      tf.tidy(() => {
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.maxPool(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same'), 2, 2, 'same')))([x, w]);
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')))([x, dw]);
+      });
+      const g = tf.grad((a: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, w, 1, 'valid')))(x);
+      g.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, w, dw]);
+  });
+});
