@@ -105,16 +105,31 @@ export function exactKnn(data: Float32Array, n: number, dim: number, k: number):
         s3 += data[a3 + d] * x;
       }
       const nj = norms[j];
-      // clamp: cancellation can make a tiny distance negative
-      offerPair(i0, j, Math.max(0, norms[i0] + nj - 2 * s0));
-      if (rows > 1 && j > i0 + 1) offerPair(i0 + 1, j, Math.max(0, norms[i0 + 1] + nj - 2 * s1));
-      if (rows > 2 && j > i0 + 2) offerPair(i0 + 2, j, Math.max(0, norms[i0 + 2] + nj - 2 * s2));
-      if (rows > 3 && j > i0 + 3) offerPair(i0 + 3, j, Math.max(0, norms[i0 + 3] + nj - 2 * s3));
+      // Most pairs are rejected by both heaps: test against the roots inline, call out rarely.
+      // Distances are clamped at 0: cancellation can make a tiny one negative.
+      let d = norms[i0] + nj - 2 * s0;
+      if (d < 0) d = 0;
+      if (d <= heapD[i0 * k]) offer(i0, j, d);
+      if (d <= heapD[j * k]) offer(j, i0, d);
+      if (rows > 1 && j > i0 + 1) {
+        d = norms[i0 + 1] + nj - 2 * s1;
+        if (d < 0) d = 0;
+        if (d <= heapD[(i0 + 1) * k]) offer(i0 + 1, j, d);
+        if (d <= heapD[j * k]) offer(j, i0 + 1, d);
+      }
+      if (rows > 2 && j > i0 + 2) {
+        d = norms[i0 + 2] + nj - 2 * s2;
+        if (d < 0) d = 0;
+        if (d <= heapD[(i0 + 2) * k]) offer(i0 + 2, j, d);
+        if (d <= heapD[j * k]) offer(j, i0 + 2, d);
+      }
+      if (rows > 3 && j > i0 + 3) {
+        d = norms[i0 + 3] + nj - 2 * s3;
+        if (d < 0) d = 0;
+        if (d <= heapD[(i0 + 3) * k]) offer(i0 + 3, j, d);
+        if (d <= heapD[j * k]) offer(j, i0 + 3, d);
+      }
     }
-  }
-  function offerPair(i: number, j: number, dist: number) {
-    offer(i, j, dist);
-    offer(j, i, dist);
   }
 
   // Heap → ascending order (sort each row's k entries).
