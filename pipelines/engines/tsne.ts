@@ -629,6 +629,34 @@ export function repulsionAll(tree: QuadTree, theta2: number, zOut: Float64Array,
   }
 }
 
+const upperCache = new WeakMap<SparseMatrix, SparseMatrix>();
+
+/** The entries with column > row of a symmetric sparse matrix (cached per matrix). */
+function upperTriangle(P: SparseMatrix): SparseMatrix {
+  const cached = upperCache.get(P);
+  if (cached) return cached;
+  const { n, rowPtr, cols, vals } = P;
+  const up = new Int32Array(n + 1);
+  let w = 0;
+  for (let i = 0; i < n; i++) for (let e = rowPtr[i]; e < rowPtr[i + 1]; e++) if (cols[e] > i) w++;
+  const c = new Int32Array(w);
+  const v = new Float64Array(w);
+  w = 0;
+  for (let i = 0; i < n; i++) {
+    up[i] = w;
+    for (let e = rowPtr[i]; e < rowPtr[i + 1]; e++) {
+      if (cols[e] > i) {
+        c[w] = cols[e];
+        v[w++] = vals[e];
+      }
+    }
+  }
+  up[n] = w;
+  const U = { n, rowPtr: up, cols: c, vals: v };
+  upperCache.set(P, U);
+  return U;
+}
+
 /**
  * grad ← ∂C/∂y / 4 (see the header) for P scaled by `exaggeration`, with the repulsion from the
  * quadtree (θ = 0: exact). Returns Z, the normaliser of Q.
@@ -642,8 +670,10 @@ export function gradient(P: SparseMatrix, y: Float64Array, theta: number, exagge
   let z = 0;
   for (let p = 0; p < n; p++) z += zs[p];
   const order = qt.order;
-  const { rowPtr, cols, vals } = P;
+  // Attraction: P is symmetric, so each pair is computed once and applied to both ends.
+  const { rowPtr, cols, vals } = upperTriangle(P);
   const invZ = 1 / z;
+  grad.fill(0);
   for (let i = 0; i < n; i++) {
     const xi = y[2 * i], yi = y[2 * i + 1];
     let ax = 0, ay = 0;
@@ -651,12 +681,14 @@ export function gradient(P: SparseMatrix, y: Float64Array, theta: number, exagge
       const j = cols[e];
       const dx = xi - y[2 * j];
       const dy = yi - y[2 * j + 1];
-      const pw = vals[e] / (1 + dx * dx + dy * dy);
+      const pw = (exaggeration * vals[e]) / (1 + dx * dx + dy * dy);
       ax += pw * dx;
       ay += pw * dy;
+      grad[2 * j] -= pw * dx;
+      grad[2 * j + 1] -= pw * dy;
     }
-    grad[2 * i] = exaggeration * ax;
-    grad[2 * i + 1] = exaggeration * ay;
+    grad[2 * i] += ax;
+    grad[2 * i + 1] += ay;
   }
   for (let p = 0; p < n; p++) {
     const i = order[p];
