@@ -10,7 +10,8 @@
  *           = 4 [ Σ_j p_ij w_ij (y_i − y_j)  −  (1/Z) Σ_j w_ij² (y_i − y_j) ],  w = (1 + d²)⁻¹.
  * The first (attractive) sum runs over the sparse P. The second (repulsive) sum and Z are
  * approximated with a 2-D quadtree: a cell of side s whose centre of mass is at distance d from
- * y_i stands in for all its points when s < θ·d.
+ * y_i stands in for all its points when s < θ·d (d measured to the bounding box of y_i's leaf,
+ * so one traversal serves the whole leaf: see repulsionAll).
  *
  * Optimisation follows scikit-learn's defaults: PCA initialisation scaled to std 1e-4, early
  * exaggeration 12 for 250 iterations at momentum 0.5, then momentum 0.8, per-coordinate gains
