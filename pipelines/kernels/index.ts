@@ -80,7 +80,7 @@ const kernels: tf.KernelConfig[] = [
       x.shape as Shape4, attrs.filterShape as Shape4, attrs.strides as Pair, 1, attrs.pad as Pad,
       attrs.dimRoundingMode as Rounding,
     );
-    return wasmConv2dFilterGrad(x, req(inputs, 'dy'), info, be);
+    return wasmConv2dFilterGrad(x, asTensor(req(inputs, 'dy'), be), info, be);
   }),
   composed('Conv2DBackpropInput', (inputs, attrs, be) => {
     nhwcOnly('Conv2DBackpropInput', attrs.dataFormat as string | undefined);
