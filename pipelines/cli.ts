@@ -14,9 +14,10 @@ import type { BackendRequest } from './types';
 const HELP = `convlens ${CONVLENS_VERSION} — explain a trained CNN as a static website
 
 Usage:
-  convlens run [--report <id>]... [--only <technique>[,<technique>]] [--backend auto|webgpu|wasm|cpu|tensorflow] [--force]
+  convlens run [--report <id>]... [--only <technique>[,<technique>]] [--backend auto|webgpu|wasm|cpu|tensorflow] [--force] [--quick]
       compute what is missing for every report in reports/ (or the ones named), then write
-      .convlens/site/manifest.json for the site (npm run build also runs astro build)
+      .convlens/site/manifest.json for the site (npm run build also runs astro build);
+      --quick uses each technique's fast preview parameters (fewer steps, smaller images)
   convlens cache gc
       remove cached results that the last run did not use
   convlens --help | --version
@@ -47,6 +48,7 @@ async function dispatch(argv: string[]): Promise<number> {
       only: { type: 'string', multiple: true },
       backend: { type: 'string' },
       force: { type: 'boolean' },
+      quick: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
     },
@@ -77,6 +79,7 @@ async function dispatch(argv: string[]): Promise<number> {
       only: list(values.only),
       backend: backend as BackendRequest | undefined,
       force: Boolean(values.force),
+      quick: Boolean(values.quick),
     });
     if (summary.failures.length) {
       process.stderr.write(`convlens: ${summary.failures.length} step(s) failed:\n`);

@@ -20,6 +20,12 @@ import gradCam from './techniques/grad-cam';
 import gradCamPlusPlus from './techniques/grad-cam-plus-plus';
 import guidedGradCam from './techniques/guided-grad-cam';
 import occlusion from './techniques/occlusion';
+// optimization
+import activationMaximization from './techniques/activation-maximization';
+import classModel from './techniques/class-model';
+import featureInversion from './techniques/feature-inversion';
+import textureSynthesis from './techniques/texture-synthesis';
+import styleTransfer from './techniques/style-transfer';
 
 export const techniques: Technique[] = [
   features,
@@ -39,6 +45,11 @@ export const techniques: Technique[] = [
   gradCamPlusPlus,
   guidedGradCam,
   occlusion,
+  activationMaximization,
+  classModel,
+  featureInversion,
+  textureSynthesis,
+  styleTransfer,
 ] as Technique[];
 
 export function findTechnique(id: string): Technique | undefined {

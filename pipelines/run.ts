@@ -38,6 +38,8 @@ export interface RunOptions {
   workDir?: string;
   /** recompute even when cached. */
   force?: boolean;
+  /** lay each technique's `quick` params under the config's: a fast, rough preview. */
+  quick?: boolean;
   log?: (line: string) => void;
   techniques?: Technique[];
 }
@@ -141,7 +143,7 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
     for (const technique of orderByNeeds(rc.techniques)) {
       const setting = config.techniques[technique.id];
       if (setting === false) continue;
-      const parsed = technique.params.safeParse(setting ?? {});
+      const parsed = technique.params.safeParse(rc.options.quick ? { ...technique.quick, ...setting } : setting ?? {});
       if (!parsed.success) {
         const field = (issue: z.core.$ZodIssue) => ['techniques', technique.id, ...issue.path.map(String)].join('.');
         throw new ConvlensError(`invalid parameters: ${parsed.error.issues.map((i) => `${field(i)}: ${i.message}`).join('; ')}`, { file: report.configFile });

@@ -75,6 +75,11 @@ export interface Technique<S extends z.ZodType = z.ZodType> {
    * but it has no page of its own and is not listed on the site.
    */
   internal?: boolean;
+  /**
+   * Parameters laid over the defaults for a quick run: `convlens run --quick` previews and the
+   * registry's contract test. Only expensive techniques need it (fewer steps, smaller images).
+   */
+  quick?: Partial<z.input<S>>;
   run(ctx: TechniqueContext<z.output<S>>): Promise<unknown>;
 }
 

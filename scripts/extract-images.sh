@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Extracts the content/style/texture images for the default report from Debian packages
 # (data only: `apt-get download` + `dpkg-deb -x` into a temp dir, nothing is installed),
-# resizes them with sharp and writes them under reports/fashion-mnist/images/.
+# resizes them with sharp and writes them under assets/images/.
 # The resized files are committed, so a fresh (non-Debian) machine never needs this script.
-# Licences: see reports/fashion-mnist/images/LICENSES.md (checked against each package's
+# Licences: see assets/images/LICENSES.md (checked against each package's
 # copyright file, copied next to the images as <package>.copyright).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-dest="$root/reports/fashion-mnist/images"
+dest="$root/assets/images"
 size="${SIZE:-256}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -51,6 +51,7 @@ describe('every technique on the tiny report', () => {
         const { data, dir, files } = await runTechnique(t, {
           model,
           dataset,
+          params: t.quick,
           deps: Object.fromEntries(t.needs.map((n) => [n, results[n].data])),
           depDirs: Object.fromEntries(t.needs.map((n) => [n, results[n].dir])),
         });

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import technique, { type StyleData } from '../pipelines/techniques/style-transfer';
 import { runTechnique, tinyReport } from './helpers/tiny-report';
 
-const images = path.resolve(__dirname, '../reports/fashion-mnist/images');
+const images = path.resolve(__dirname, '../assets/images');
 const small = { kind: 'random' as const, seed: 1, filters: 6, kernel: 3, levels: 3 };
 
 beforeAll(async () => {
@@ -17,7 +17,7 @@ describe('style-transfer', () => {
   it('starts from the content image; loss falls within 5 steps; no leaked tensors', async () => {
     const { model, dataset } = await tinyReport();
     const before = tf.memory().numTensors;
-    const pair = { content: path.join(images, 'chelsea.png'), style: path.join(images, 'scream.png') };
+    const pair = { content: 'images/chelsea.png', style: 'images/scream.png' }; // built-in images
     const { data, files } = await runTechnique(technique, { model, dataset, params: { pairs: [pair], size: 24, steps: 5, perceptualModel: small } });
     expect(tf.memory().numTensors).toBe(before);
     const d = data as StyleData;
@@ -30,7 +30,7 @@ describe('style-transfer', () => {
     model.dispose();
   });
 
-  it('the default pairs ship with the report', () => {
+  it('the default pairs ship with convlens', () => {
     for (const p of technique.params.parse({}).pairs) {
       expect(fs.existsSync(path.resolve(images, '..', p.content))).toBe(true);
       expect(fs.existsSync(path.resolve(images, '..', p.style))).toBe(true);

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import technique, { type TextureData } from '../pipelines/techniques/texture-synthesis';
 import { runTechnique, tinyReport } from './helpers/tiny-report';
 
-const images = path.resolve(__dirname, '../reports/fashion-mnist/images');
+const images = path.resolve(__dirname, '../assets/images');
 const small = { kind: 'random' as const, seed: 1, filters: 6, kernel: 3, levels: 3 };
 
 beforeAll(async () => {
@@ -18,7 +18,7 @@ describe('texture-synthesis', () => {
     const { model, dataset } = await tinyReport();
     const before = tf.memory().numTensors;
     const { data, files } = await runTechnique(technique, {
-      model, dataset, params: { textures: [path.join(images, 'gravel.png')], size: 24, steps: 5, perceptualModel: small },
+      model, dataset, params: { textures: ['images/gravel.png'], size: 24, steps: 5, perceptualModel: small },
     });
     expect(tf.memory().numTensors).toBe(before);
     const d = data as TextureData;
@@ -34,5 +34,16 @@ describe('texture-synthesis', () => {
   it('the default textures ship with the report', () => {
     const defaults = technique.params.parse({}).textures;
     for (const f of defaults) expect(fs.existsSync(path.resolve(images, '..', f))).toBe(true);
+  });
+});
+
+describe('image paths in params', () => {
+  it('stay inside the report folder and fall back to the built-in images', async () => {
+    const { resolveImage } = await import('../pipelines/engines/perceptual');
+    const reportDir = path.resolve('reports/fashion-mnist');
+    expect(resolveImage('images/gravel.png', reportDir)).toBe(path.join(images, 'gravel.png'));
+    expect(() => resolveImage('../../etc/passwd', reportDir)).toThrow(/leaves the report folder/);
+    expect(() => resolveImage('/etc/passwd', reportDir)).toThrow(/leaves the report folder/);
+    expect(() => resolveImage('images/nope.png', reportDir)).toThrow(/images\/gravel\.png/);
   });
 });

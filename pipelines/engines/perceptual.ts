@@ -12,9 +12,13 @@
  * - `loadPerceptualModel`: a user's own TF.js LayersModel (e.g. a Keras VGG-19 converted with
  *   tensorflowjs_converter, exported with a fixed input size), read by the standard loader.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { resolveInside } from '../config';
+import { ConvlensError } from '../errors';
 import { loadModel, type LoadedModel } from '../model/load';
 import { Rng } from '../rng';
 import type { Forward } from './optimize-image';
@@ -165,10 +169,25 @@ export type PerceptualParam = z.output<typeof perceptualParam>;
 
 export async function openPerceptual(spec: PerceptualParam, reportDir: string): Promise<PerceptualNet> {
   if (spec.kind === 'random') return buildRandomNet(spec);
-  return loadPerceptualModel({ ...spec, path: path.resolve(reportDir, spec.path) });
+  return loadPerceptualModel({ ...spec, path: resolveInside(reportDir, spec.path, configOf(reportDir), 'perceptualModel.path') });
 }
 
-/** Image files named in params: absolute, or relative to the report folder. */
+/** Images that ship with convlens (assets/images, licences in its LICENSES.md). */
+const BUILT_IN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../assets');
+
+/**
+ * Image files named in params, relative to the report folder (never outside it); a name the
+ * report folder lacks falls back to the images that ship with convlens (`images/gravel.png`…).
+ */
 export function resolveImage(file: string, reportDir: string): string {
-  return path.resolve(reportDir, file);
+  const own = resolveInside(reportDir, file, configOf(reportDir), 'image');
+  if (fs.existsSync(own)) return own;
+  const builtIn = path.resolve(BUILT_IN, file);
+  if (builtIn.startsWith(BUILT_IN + path.sep) && fs.existsSync(builtIn)) return builtIn;
+  throw new ConvlensError(`image '${file}' is neither in the report folder nor among convlens' built-in images`, {
+    file: configOf(reportDir),
+    fix: `add it to ${path.relative(process.cwd(), reportDir) || '.'} or use one of: ${fs.readdirSync(path.join(BUILT_IN, 'images')).filter((f) => f.endsWith('.png')).map((f) => `images/${f}`).join(', ')}`,
+  });
 }
+
+const configOf = (reportDir: string) => path.relative(process.cwd(), path.join(reportDir, 'report.config.ts'));

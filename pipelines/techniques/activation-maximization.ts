@@ -66,6 +66,7 @@ export default defineTechnique({
   family: 'optimization',
   version: 1,
   params,
+  quick: { steps: 8, channels: 2 },
   async run(ctx): Promise<AmData> {
     const { model, params: p, dataset } = ctx;
     const [h, w, c] = model.inputShape;

@@ -51,6 +51,7 @@ export default defineTechnique({
   family: 'optimization',
   version: 1,
   params,
+  quick: { steps: 8 },
   async run(ctx): Promise<ClassModelData> {
     const { model, params: p, dataset } = ctx;
     const [h, w, c] = model.inputShape;

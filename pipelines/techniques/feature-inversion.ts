@@ -58,6 +58,7 @@ export default defineTechnique({
   family: 'optimization',
   version: 1,
   params,
+  quick: { steps: 8, images: 2 },
   async run(ctx): Promise<InversionData> {
     const { model, params: p, dataset } = ctx;
     const [h, w, c] = model.inputShape;

@@ -61,6 +61,7 @@ export default defineTechnique({
   family: 'optimization',
   version: 1,
   params,
+  quick: { steps: 3, size: 80, pairs: [{ content: 'images/chelsea.png', style: 'images/scream.png' }] },
   async run(ctx): Promise<StyleData> {
     const p = ctx.params;
     const net = await openPerceptual(p.perceptualModel, ctx.report.dir);

@@ -52,6 +52,7 @@ export default defineTechnique({
   family: 'optimization',
   version: 1,
   params,
+  quick: { steps: 3, size: 80, textures: ['images/gravel.png'] },
   async run(ctx): Promise<TextureData> {
     const p = ctx.params;
     const net = await openPerceptual(p.perceptualModel, ctx.report.dir);
