@@ -140,6 +140,8 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
 
     const results: Record<string, ResultEntry> = {};
     const keys = new Map<string, string>();
+    // --only runs the named techniques and what they need; others are shown if already cached.
+    const selected = rc.options.only?.length ? withNeeds(rc.options.only, rc.techniques) : undefined;
     for (const technique of orderByNeeds(rc.techniques)) {
       const setting = config.techniques[technique.id];
       if (setting === false) continue;
@@ -151,8 +153,7 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
       const missing = technique.needs.filter((n) => !keys.has(n) || results[n]?.status !== 'ok');
       const key = cacheKey({ ...base, technique: technique.id, version: technique.version, params: parsed.data, needs: technique.needs.map((n) => keys.get(n) ?? n) });
       keys.set(technique.id, key);
-      const selected = !rc.options.only?.length || rc.options.only.includes(technique.id);
-      if (!selected && !rc.cache.has(key)) continue;
+      if (selected && !selected.has(technique.id) && !rc.cache.has(key)) continue;
       if (missing.length) {
         results[technique.id] = failedEntry(technique, key, `needs ${missing.join(', ')}, which did not produce a result`, parsed.data, base, backend);
         rc.summary.failures.push({ report: report.id, step: technique.id, message: results[technique.id].error! });
@@ -255,6 +256,18 @@ function failedEntry(technique: Technique, key: string, message: string, params:
     technique: technique.id, status: 'error', error: message, key, assetBase: '', files: [],
     provenance: { technique: technique.id, techniqueVersion: technique.version, params, seed: 0, backend, modelId: base.modelId, datasetId: base.datasetId, versions: base.engine, startedAt: new Date().toISOString(), wallTimeMs: 0, cacheKey: key },
   };
+}
+
+/** The named techniques and, transitively, everything they need. */
+export function withNeeds(ids: string[], list: Technique[]): Set<string> {
+  const out = new Set<string>();
+  const visit = (id: string) => {
+    if (out.has(id)) return;
+    out.add(id);
+    for (const need of list.find((t) => t.id === id)?.needs ?? []) visit(need);
+  };
+  ids.forEach(visit);
+  return out;
 }
 
 /** Techniques ordered so that every one comes after what it needs; unknown needs are an error. */

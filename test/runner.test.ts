@@ -123,6 +123,12 @@ describe('runner', () => {
     expect(second.reused.sort()).toEqual(['tiny/counted', 'tiny/overview']);
     expect(logs.at(-1)).toMatch(/nothing to compute/);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
+    // --only runs the named technique and what it needs, and keeps showing cached results
+    const only = await runReports({ root, backend: 'cpu', techniques: [counted, broken, afterBroken], only: ['after-broken'], log: () => {} });
+    expect(only.computed).toEqual([]);
+    expect(only.failures.map((f) => f.step).sort()).toEqual(['after-broken', 'broken']);
+    expect(only.reused).toContain('tiny/counted');
+
     const again: SiteManifest = JSON.parse(fs.readFileSync(second.manifestFile, 'utf8'));
     expect(again.reports[0].results.counted.data).toEqual(report.results.counted.data);
   });
