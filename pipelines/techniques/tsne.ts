@@ -110,6 +110,8 @@ export default defineTechnique({
   version: 1,
   needs: ['features'],
   params,
+  // previews: just the early-exaggeration phase and a smaller grid
+  quick: { iterations: 250, gridSize: 16 },
   async run(ctx): Promise<TsneData> {
     const features = ctx.deps.features as FeaturesData;
     const { test } = features.splits;

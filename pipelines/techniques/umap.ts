@@ -41,6 +41,7 @@ export default defineTechnique({
   version: 1,
   needs: ['features'],
   params,
+  quick: { nEpochs: 50 },
   async run(ctx): Promise<UmapData> {
     const features = ctx.deps.features as FeaturesData;
     const { test } = features.splits;
