@@ -5,6 +5,8 @@ import features from './techniques/features';
 import confusionMatrix from './techniques/confusion-matrix';
 import knn from './techniques/knn';
 import pca from './techniques/pca';
+import tsne from './techniques/tsne';
+import umap from './techniques/umap';
 import channelStats from './techniques/channel-stats';
 import activations from './techniques/activations';
 import maxPatches from './techniques/max-patches';
@@ -32,6 +34,8 @@ export const techniques: Technique[] = [
   confusionMatrix,
   knn,
   pca,
+  tsne,
+  umap,
   channelStats,
   activations,
   maxPatches,
