@@ -169,6 +169,7 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
           log: (m) => rc.log(`  ${technique.id}: ${m}`),
           progress: (d, t) => progress.update(d, t),
         });
+        progress.done('done');
         return data;
       }, technique.version, parsed.data, base, backend);
     }
