@@ -1,6 +1,7 @@
 /**
- * Convolution gradients written with fast forward ops (matMul, conv2d, depthwiseConv2d, slices),
- * so that they run at forward-conv speed on the wasm backend. Backend-agnostic: the tests run
+ * Convolution gradients written with fast forward ops (conv2d, depthwiseConv2d, slices), so
+ * that they run at forward-conv speed on the wasm backend (the conv2d filter gradient lives in
+ * im2col.ts: it needs the wasm heap). Backend-agnostic: the tests run
  * them on cpu and wasm alike. NHWC only (the only layout wasm supports).
  *
  * Notation: x [N,H,W,Ci], filter [kh,kw,Ci,Co] (depthwise: [kh,kw,Ci,cm]), dy [N,oh,ow,Co].
@@ -46,25 +47,6 @@ function taps(x: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D[] {
     }
   }
   return out;
-}
-
-/** dL/dfilter of conv2d: one matMul of dyᵀ [Co, M] with the tap matrix [M, kh·kw·Ci], M = N·oh·ow. */
-export function conv2dFilterGrad(
-  x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: [number, number, number, number],
-  strides: number | Pair, pad: PadSpec, dilations: number | Pair = 1,
-  dimRoundingMode?: 'floor' | 'round' | 'ceil',
-): tf.Tensor4D {
-  return tf.tidy(() => {
-    const info = convInfo(x.shape, filterShape, strides, pad, dilations, dimRoundingMode, false);
-    const [kh, kw, ci, co] = filterShape;
-    const m = info.batchSize * info.outHeight * info.outWidth;
-    const t = taps(x, info);
-    const cols = tf.reshape(t.length === 1 ? t[0]! : tf.concat(t, 3), [m, kh * kw * ci]);
-    // Transposing dy (small) is cheaper than a transposed matMul, which wasm runs ~10–50× slower.
-    const dyT = tf.transpose(tf.reshape(dy, [m, co]));
-    const g = tf.matMul(dyT, cols); // [Co, kh·kw·Ci]
-    return tf.reshape(tf.transpose(g), [kh, kw, ci, co]);
-  });
 }
 
 /** Crops (negative) or zero-pads (positive) H and W of a 4-D tensor by the given amounts. */

@@ -21,7 +21,7 @@ import {
   conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, maxPoolGradInto,
 } from './conv-grads';
 
-export { conv2dFilterGrad, conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
+export { conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
 export { wasmConv2dFilterGrad } from './im2col';
 
 
