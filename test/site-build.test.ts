@@ -149,6 +149,15 @@ describe('site build from the fixture manifest', () => {
     expect(html).toContain('data-chart-spec=');
   });
 
+  it('compares the faithfulness of every attribution map on the overview', () => {
+    const html = page('reports/tiny/index.html');
+    const table = html.slice(html.indexOf('id="faithfulness-table"'), html.indexOf('</table>', html.indexOf('id="faithfulness-table"')));
+    expect(table).toContain('0.123');
+    expect(table).toContain('0.568');
+    expect(table).toContain('&lt;b&gt;max&lt;/b&gt;');
+    expect(table).toContain('href="/convlens-test/reports/tiny/example-technique/"');
+  });
+
   it('resolves every internal link and image to a file in dist', () => {
     const missing: string[] = [];
     for (const file of htmlFiles(dist)) {
