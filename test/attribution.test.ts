@@ -26,7 +26,7 @@ import occlusion, { occlusionMaps } from '../pipelines/techniques/occlusion';
 import saliency from '../pipelines/techniques/saliency';
 import smoothgrad from '../pipelines/techniques/smoothgrad';
 import type { Technique } from '../pipelines/technique';
-import { saveModel, tmpDir } from './fixtures/models';
+import { saveModel, seededImages, setSeededWeights, tmpDir } from './fixtures/models';
 import { runTechnique, tinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
 
 let model: LoadedModel;
@@ -164,6 +164,33 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
       expect(relDiff(a, b)).toBeLessThanOrEqual(1e-5);
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('explicit deconvnet = gradient rule through BatchNormalization (conv → ReLU → BN → pool, like the default model)', async () => {
+    const m = tfl.sequential();
+    m.add(tfl.layers.conv2d({ inputShape: [10, 10, 1], filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', name: 'conv' }));
+    m.add(tfl.layers.batchNormalization({ name: 'bn' }));
+    m.add(tfl.layers.maxPooling2d({ poolSize: 2, name: 'pool' }));
+    m.add(tfl.layers.conv2d({ filters: 3, kernelSize: 3, activation: 'relu', name: 'top' }));
+    setSeededWeights(m, 11); // non-trivial gamma, beta and moving statistics
+    const dir = await saveModel(m, tmpDir());
+    m.dispose();
+    const bnModel = await loadModel(dir);
+    try {
+      const before = tf.memory().numTensors;
+      const [a, b] = tf.tidy(() => {
+        const x = seededImages([3, 10, 10, 1], 5);
+        const { units, values } = strongestUnits(bnModel.executor, x, 'top');
+        const explicit = deconvnetProject(bnModel, x, 'top', units, values);
+        const rule = tf.mul(unitGradient(bnModel.executor, x, 'top', units, 'deconvnet'), tf.reshape(tf.tensor1d(values), [-1, 1, 1, 1]));
+        return [explicit.dataSync(), rule.dataSync()];
+      });
+      expect(Math.max(...Array.from(b, Math.abs))).toBeGreaterThan(0);
+      expect(relDiff(a, b)).toBeLessThanOrEqual(1e-5);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      bnModel.dispose();
+    }
   });
 
   it('guided backprop and deconvnet differ from plain saliency (the fused ReLU is split out)', async () => {

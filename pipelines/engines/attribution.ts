@@ -229,7 +229,7 @@ export function deconvnetProject(model: LoadedModel, x: tf.Tensor4D, layer: stri
 function deconvStep(model: LoadedModel, node: GraphNode, below: GraphNode, signal: tf.Tensor, switches: Record<string, tf.Tensor>, B: number): tf.Tensor {
   const unsupported = (why: string) =>
     new ConvlensError(`the explicit deconvnet cannot pass layer '${node.name}' (${node.className}): ${why}.`, {
-      field: 'layer', fix: 'it supports Conv2D, ReLU-family activations, MaxPooling2D, ZeroPadding2D, Flatten/Reshape and dropout/noise layers; the gradient-rule form covers every layer.',
+      field: 'layer', fix: 'it supports Conv2D, BatchNormalization, ReLU-family activations, MaxPooling2D, ZeroPadding2D, Flatten/Reshape and dropout/noise layers; the gradient-rule form covers every layer.',
     });
   if (node.role === 'activation' || (node.activation && node.role === 'layer')) {
     const act = node.activation ?? 'linear';
@@ -265,6 +265,16 @@ function deconvStep(model: LoadedModel, node: GraphNode, below: GraphNode, signa
     case 'Flatten':
     case 'Reshape':
       return tf.reshape(signal, [B, ...below.outputShape]);
+    case 'BatchNormalization': {
+      // Inference BN is a per-channel affine map; like a conv's bias, its offset is dropped and the
+      // signal goes back through the transpose of its linear part: a scale by gamma / sqrt(var + eps).
+      // (Zeiler & Fergus predate BN; this is the extension that keeps explicit = gradient rule.)
+      const config = model.layersModel.getLayer(node.layerName).getConfig();
+      const eps = (config.epsilon as number | undefined) ?? 1e-3;
+      const std = tf.sqrt(tf.add(kernelOf(model, node.layerName, 'moving_variance'), eps));
+      const gamma = config.scale !== false ? kernelOf(model, node.layerName, 'gamma') : tf.onesLike(std);
+      return tf.mul(signal, tf.div(gamma, std));
+    }
     default:
       throw unsupported('not a layer type of Sequential conv nets that the deconvnet defines');
   }
