@@ -116,6 +116,9 @@ export function assetUrl(entry: ResultEntry, file: string): string {
   return href(`${entry.assetBase.replace(/\/?$/, '/')}${file.split('/').map(encodeURIComponent).join('/')}`);
 }
 
+/** Display name of class k of the report's dataset (`class k` where the dataset names none). */
+export const className = (report: ReportManifest, k: number): string => report.dataset.classNames[k] ?? `class ${k}`;
+
 const IMAGE_EXT = /\.(png|webp|jpe?g|gif|svg)$/i;
 export const isImage = (file: string): boolean => IMAGE_EXT.test(file);
 
