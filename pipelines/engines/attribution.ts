@@ -130,6 +130,12 @@ export function spatialNode(executor: GraphExecutor, name: string): GraphNode {
   return node;
 }
 
+/** The `layer` param of the Grad-CAM family (Grad-CAM, Grad-CAM++, guided Grad-CAM). */
+export const camLayerParam = z.string().optional().describe('layer to explain; default: the last layer with a spatial output');
+
+/** The Grad-CAM family's layer: the one named in params, or the last layer with a spatial output. */
+export const camLayer = (executor: GraphExecutor, name: string | undefined): string => spatialNode(executor, name ?? lastSpatialLayer(executor)).name;
+
 /** A Keras layer's kernel (a variable: not ours to dispose). */
 function kernelOf(model: LoadedModel, layerName: string, which = 'kernel'): tf.Tensor {
   const layer = model.layersModel.getLayer(layerName);
@@ -478,20 +484,31 @@ export async function runAttribution(
   const bs = ctx.params.batchSize;
   for (let start = 0; start < rows; start += bs) {
     const batch = items.slice(start, start + bs);
-    tf.tidy(() => {
+    // The tidy keeps only the maps; they are read after it with await: webgpu under Node has no
+    // synchronous readback (its dataSync needs OffscreenCanvas), and async reads cost the others nothing.
+    const kept = tf.tidy(() => {
       const x = itemTensor(batch, shape);
       const out = spec.compute(x, batch.map((b) => b.target), batch);
-      for (const k of spec.kinds) {
+      const maps = spec.kinds.map((k) => {
         const m = out.maps[k.name];
         if (!m || m.rank !== 3) throw new Error(`${spec.technique}: compute gave no [B, h, w] map '${k.name}'`);
+        return { raw: m, full: upsample(m, [H, W]) };
+      });
+      batch.forEach((_, i) => (infos[start + i] = out.info?.[i]));
+      return maps;
+    });
+    try {
+      for (const [j, k] of spec.kinds.entries()) {
+        const { raw: m, full } = kept[j];
         const [, h, w] = m.shape;
         let raw = raws.get(k.name);
         if (!raw) raws.set(k.name, (raw = { values: new Float32Array(rows * h * w), shape: [rows, h, w] }));
-        raw.values.set(m.dataSync(), start * h * w);
-        upsampled.get(k.name)!.set(upsample(m, [H, W]).dataSync(), start * H * W);
+        raw.values.set(await m.data<'float32'>(), start * h * w);
+        upsampled.get(k.name)!.set(await full.data<'float32'>(), start * H * W);
       }
-      batch.forEach((_, i) => (infos[start + i] = out.info?.[i]));
-    });
+    } finally {
+      tf.dispose(kept.flatMap((t) => [t.raw, t.full]));
+    }
     ctx.progress(Math.min(start + bs, rows), rows);
   }
 

@@ -1,6 +1,6 @@
 /** `grad-cam-plus-plus` (Chattopadhay et al. 2018): Grad-CAM with pixel-wise weighted positive gradients. */
 import { z } from 'zod';
-import { commonParams, gradCamPlusPlusMaps, lastSpatialLayer, runAttribution, spatialNode } from '../engines/attribution';
+import { camLayer, camLayerParam, commonParams, gradCamPlusPlusMaps, runAttribution } from '../engines/attribution';
 import { defineTechnique } from '../technique';
 
 export default defineTechnique({
@@ -12,11 +12,11 @@ export default defineTechnique({
   needs: ['features'],
   params: z.object({
     ...commonParams,
-    layer: z.string().optional().describe('layer to explain; default: the last layer with a spatial output'),
+    layer: camLayerParam,
   }),
   async run(ctx) {
     const ex = ctx.model.executor;
-    const layer = spatialNode(ex, ctx.params.layer ?? lastSpatialLayer(ex)).name;
+    const layer = camLayer(ex, ctx.params.layer);
     const data = await runAttribution(ctx, {
       technique: 'grad-cam-plus-plus',
       kinds: [{ name: 'grad-cam-plus-plus', title: `Grad-CAM++ at '${layer}'`, signed: false, layer }],

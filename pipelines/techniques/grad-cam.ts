@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import {
-  commonParams, convLayers, gradCamMaps, itemTensor, lastSpatialLayer, prepareItems, renderKind, runAttribution, spatialNode, upsample,
+  camLayer, camLayerParam, commonParams, convLayers, gradCamMaps, itemTensor, prepareItems, renderKind, runAttribution, upsample,
   type KindEntry,
 } from '../engines/attribution';
 import { defineTechnique } from '../technique';
@@ -19,13 +19,13 @@ export default defineTechnique({
   needs: ['features'],
   params: z.object({
     ...commonParams,
-    layer: z.string().optional().describe('layer to explain; default: the last layer with a spatial output'),
+    layer: camLayerParam,
     compareLayers: z.number().int().min(0).max(6).default(3).describe('how many of the last convolutional layers to compare'),
     compareImages: z.number().int().min(0).max(8).default(2).describe('images (one right, one wrong first) in the layer comparison'),
   }),
   async run(ctx) {
     const ex = ctx.model.executor;
-    const layer = spatialNode(ex, ctx.params.layer ?? lastSpatialLayer(ex)).name;
+    const layer = camLayer(ex, ctx.params.layer);
     const { items } = await prepareItems(ctx);
     const data = await runAttribution(ctx, {
       technique: 'grad-cam',

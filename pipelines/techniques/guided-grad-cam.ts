@@ -1,7 +1,7 @@
 /** `guided-grad-cam` (Selvaraju et al. 2017): guided backprop × the upsampled Grad-CAM map. */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { channelSum, commonParams, gradCamMaps, inputGradient, lastSpatialLayer, runAttribution, spatialNode, upsample } from '../engines/attribution';
+import { camLayer, camLayerParam, channelSum, commonParams, gradCamMaps, inputGradient, runAttribution, upsample } from '../engines/attribution';
 import { defineTechnique } from '../technique';
 
 export default defineTechnique({
@@ -13,11 +13,11 @@ export default defineTechnique({
   needs: ['features'],
   params: z.object({
     ...commonParams,
-    layer: z.string().optional().describe('Grad-CAM layer; default: the last layer with a spatial output'),
+    layer: camLayerParam.describe('Grad-CAM layer; default: the last layer with a spatial output'),
   }),
   async run(ctx) {
     const ex = ctx.model.executor;
-    const layer = spatialNode(ex, ctx.params.layer ?? lastSpatialLayer(ex)).name;
+    const layer = camLayer(ex, ctx.params.layer);
     const [H, W] = ctx.dataset.imageShape;
     const data = await runAttribution(ctx, {
       technique: 'guided-grad-cam',
