@@ -1,100 +1,167 @@
 /**
- * Images per second of each attribution method's core computation (maps only: no PNGs, no
- * faithfulness) on the default model, `reports/fashion-mnist/model` (or CONVLENS_BENCH_MODEL);
- * until that is trained, a seeded random CNN of the same shape stands in and the output says so.
+ * Images per second of each attribution method's core computation (the maps only: no PNGs, no
+ * faithfulness curves), next to the forward pass of the same model in the same run, so that the
+ * ratio method / forward is comparable across machines and loads.
  *
- *   npm run bench attribution                 # wasm
- *   CONVLENS_BENCH_BACKEND=cpu npm run bench attribution
+ *   npm run bench attribution                                  # default model, wasm, batch 8
+ *   npx tsx bench/attribution.ts --model vgg16                 # VGG16-shaped 224 px (slow on CPUs)
+ *   npx tsx bench/attribution.ts --backend webgpu --model vgg16 --batch 32
+ *   options: --backend wasm|cpu|webgpu  --model default|vgg16  --batch N  --reps N (≥ 3, median)
+ *            --methods forward,saliency,grad-cam,…  (default: all for the default model; forward,
+ *            saliency, grad-cam for vgg16)
+ *
+ * Every time is the median of `reps` runs after one warm-up run; maps are read back with await
+ * (webgpu under Node has no synchronous readback). Methods whose code reads synchronously
+ * (explicit deconvnet's unit choice, occlusion) are skipped on webgpu, and the table says so.
  */
-import fs from 'node:fs';
-import path from 'node:path';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from '../pipelines/backend';
 import {
-  camHead, camMaps, deconvnetProject, gradCamMaps, gradCamPlusPlusMaps, inputGradient, lastSpatialLayer, strongestUnits, convLayers,
-  type Item,
+  camHead, camMaps, convLayers, deconvnetProject, gradCamMaps, gradCamPlusPlusMaps, inputGradient, lastSpatialLayer, strongestUnits, type Item,
 } from '../pipelines/engines/attribution';
-import { loadModel, type LoadedModel } from '../pipelines/model/load';
 import { occlusionMaps } from '../pipelines/techniques/occlusion';
 import type { BackendName } from '../pipelines/types';
-import { saveModel, tmpDir } from '../test/fixtures/models';
+import { defaultModel, vgg16Shaped, type BenchModel } from './models';
 
-const backend = (process.env.CONVLENS_BENCH_BACKEND ?? 'wasm') as BackendName;
-const batch = Number(process.env.CONVLENS_BENCH_BATCH ?? 32);
-
-async function standIn(): Promise<LoadedModel> {
-  const init = (k: number) => tfl.initializers.glorotUniform({ seed: k });
-  const m = tfl.sequential();
-  m.add(tfl.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }));
-  m.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }));
-  m.add(tfl.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tfl.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(3) }));
-  m.add(tfl.layers.globalAveragePooling2d({}));
-  m.add(tfl.layers.dense({ units: 10, kernelInitializer: init(4), name: 'logits' }));
-  m.add(tfl.layers.activation({ activation: 'softmax' }));
-  const dir = tmpDir('convlens-bench-');
-  await saveModel(m, dir);
-  m.dispose();
-  return loadModel(dir);
+const { values: args } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'wasm' },
+    model: { type: 'string', default: 'default' },
+    batch: { type: 'string', default: '8' },
+    reps: { type: 'string', default: '3' },
+    methods: { type: 'string' },
+  },
+});
+const backend = args.backend as BackendName;
+const batch = Number(args.batch);
+const reps = Math.max(3, Number(args.reps));
+if (!['wasm', 'cpu', 'webgpu'].includes(backend) || !['default', 'vgg16'].includes(args.model!) || !(batch >= 1)) {
+  console.error('usage: bench/attribution.ts [--backend wasm|cpu|webgpu] [--model default|vgg16] [--batch N] [--reps N] [--methods a,b]');
+  process.exit(2);
 }
 
-function time(label: string, images: number, fn: () => void, reps = 3): void {
-  fn(); // warm-up: kernels, weights upload
-  const ms: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    fn();
-    ms.push(performance.now() - t0);
-  }
-  ms.sort((a, b) => a - b);
-  const med = ms[Math.floor(ms.length / 2)];
-  console.log(`| ${label.padEnd(34)} | ${String(images).padStart(6)} | ${(med / images).toFixed(2).padStart(8)} | ${((images / med) * 1000).toFixed(0).padStart(8)} |`);
-}
-
-await initBackend(backend);
-const modelDir = process.env.CONVLENS_BENCH_MODEL ?? path.resolve('reports/fashion-mnist/model');
-const trained = fs.existsSync(path.join(modelDir, 'model.json'));
-const model = trained ? await loadModel(modelDir) : await standIn();
+const load = () => os.loadavg().map((v) => v.toFixed(2)).join(' ');
+const info = await initBackend(backend);
+const bench: BenchModel = args.model === 'vgg16' ? await vgg16Shaped() : await defaultModel();
+const { model } = bench;
 const ex = model.executor;
 const [H, W, C] = model.inputShape;
-console.log(`backend ${tf.getBackend()}, model ${trained ? modelDir : 'seeded random stand-in (28×28×1, 3 conv + GAP + dense; the default model is not trained yet)'}, batch ${batch}`);
-// deterministic pseudo-random pixels in [0, 1)
-const inputs = (n: number) => new Float32Array(n * H * W * C).map((_, i) => Math.abs(Math.sin(i * 12.9898) * 43758.5453) % 1);
-const xs = inputs(batch);
-const x4 = inputs(4);
-const targets = Array.from({ length: batch }, (_, i) => i % 10);
-const layer = lastSpatialLayer(ex);
-const head = camHead(model);
-const run = (f: (x: tf.Tensor4D) => tf.Tensor | tf.Tensor[]) => () =>
-  tf.tidy(() => {
-    const out = f(tf.tensor4d(xs, [batch, H, W, C]));
-    for (const t of Array.isArray(out) ? out : [out]) t.dataSync();
-  });
+const K = ex.node(ex.nodes.find((n) => n.name === 'logits')?.name ?? ex.outputName).outputShape.at(-1)!;
 
-console.log('| method | images | ms/image | images/s |\n|---|---:|---:|---:|');
-time('forward (logits)', batch, run((x) => ex.run(x).output));
-time('saliency', batch, run((x) => inputGradient(ex, x, targets)));
-time('guided backprop', batch, run((x) => inputGradient(ex, x, targets, 'guided')));
-time('deconvnet (gradient rule)', batch, run((x) => inputGradient(ex, x, targets, 'deconvnet')));
+// deterministic pseudo-random pixels in [0, 1)
+const pixels = (n: number) => new Float32Array(n * H * W * C).map((_, i) => Math.abs(Math.sin(i * 12.9898) * 43758.5453) % 1);
+const xs = tf.tensor4d(pixels(batch), [batch, H, W, C]);
+const targets = Array.from({ length: batch }, (_, i) => i % K);
+const layer = lastSpatialLayer(ex);
 const deconvLayer = convLayers(ex).at(-1)!;
-time('deconvnet (explicit, strongest unit)', batch, run((x) => {
-  const { units, values } = strongestUnits(ex, x, deconvLayer);
-  return deconvnetProject(model, x, deconvLayer, units, values);
+const head = camHead(model);
+const SG = 25; // SmoothGrad samples per image (the technique's default)
+
+interface Method {
+  name: string;
+  /** images explained per call */
+  images: number;
+  /** builds the maps (inside a tidy); undefined = timed by `direct` instead */
+  maps?: (x: tf.Tensor4D) => tf.Tensor[];
+  /** a method that reads synchronously: runs as is, not on webgpu */
+  direct?: () => void;
+  /** why it is not run here */
+  skip?: string;
+}
+
+const sgInput = tf.tidy(() => tf.slice(xs, 0, Math.min(batch, 2)) as tf.Tensor4D);
+const items: Item[] = Array.from({ length: Math.min(batch, 2) }, (_, i) => ({
+  example: { split: 'test', index: i, label: 0, predicted: 0, correct: true }, id: `b-${i}`, target: i % K, role: 'predicted',
+  image: pixels(1), pixels: new Uint8Array(H * W * C),
 }));
-time('smoothgrad (25 samples)', 4, () => tf.tidy(() => {
-  const x = tf.tensor4d(x4, [4, H, W, C]);
-  const noisy = tf.add(tf.tile(x, [25, 1, 1, 1]), tf.randomNormal([100, H, W, C], 0, 0.15, 'float32', 1)) as tf.Tensor4D;
-  inputGradient(ex, noisy, Array.from({ length: 100 }, (_, i) => i % 10)).dataSync();
-}));
-if (head.ok) time('cam', batch, run((x) => camMaps(ex.run(x, { upTo: head.feature }).output, head.weights, targets)));
-time(`grad-cam (${layer})`, batch, run((x) => gradCamMaps(ex, x, layer, targets)));
-time(`grad-cam++ (${layer})`, batch, run((x) => gradCamPlusPlusMaps(ex, x, layer, targets)));
-const items: Item[] = Array.from({ length: 4 }, (_, i) => ({
-  example: { split: 'test', index: i, label: 0, predicted: 0, correct: true }, id: `b-${i}`, target: i % 10, role: 'predicted',
-  image: x4.subarray(i * H * W * C, (i + 1) * H * W * C), pixels: new Uint8Array(H * W * C),
-}));
-const size = Math.ceil(H / 7);
-time(`occlusion (${size}px, stride ${Math.ceil(size / 2)})`, 4, () => void occlusionMaps(ex, items, [H, W, C], size, Math.ceil(size / 2), new Array(C).fill(0.5)));
+const occSize = Math.ceil(H / 7);
+const occStride = Math.ceil(occSize / 2);
+const syncSkip = backend === 'webgpu' ? 'reads with dataSync, which webgpu under Node cannot' : undefined;
+
+const all: Method[] = [
+  { name: 'forward', images: batch, maps: (x) => [ex.run(x).output] },
+  { name: 'saliency', images: batch, maps: (x) => [inputGradient(ex, x, targets)] },
+  { name: 'guided-backprop', images: batch, maps: (x) => [inputGradient(ex, x, targets, 'guided')] },
+  { name: 'deconvnet-rule', images: batch, maps: (x) => [inputGradient(ex, x, targets, 'deconvnet')] },
+  {
+    name: 'deconvnet-explicit', images: batch, skip: syncSkip,
+    maps: (x) => {
+      const { units, values } = strongestUnits(ex, x, deconvLayer);
+      return [deconvnetProject(model, x, deconvLayer, units, values)];
+    },
+  },
+  {
+    // SmoothGrad costs SG gradients per image; timed on ≤ 2 images × 25 samples
+    name: `smoothgrad`, images: sgInput.shape[0],
+    maps: () => {
+      const n = sgInput.shape[0] * SG;
+      const noisy = tf.add(tf.tile(sgInput, [SG, 1, 1, 1]), tf.randomNormal([n, H, W, C], 0, 0.15, 'float32', 1)) as tf.Tensor4D;
+      return [inputGradient(ex, noisy, Array.from({ length: n }, (_, i) => targets[i % sgInput.shape[0]]))];
+    },
+  },
+  head.ok
+    ? { name: 'cam', images: batch, maps: (x) => [camMaps(ex.run(x, { upTo: head.feature }).output, head.weights, targets)] }
+    : { name: 'cam', images: batch, skip: `not applicable: ${head.reason}` },
+  { name: 'grad-cam', images: batch, maps: (x) => [gradCamMaps(ex, x, layer, targets)] },
+  { name: 'grad-cam++', images: batch, maps: (x) => [gradCamPlusPlusMaps(ex, x, layer, targets)] },
+  {
+    name: 'guided-grad-cam', images: batch,
+    maps: (x) => [tf.mul(tf.sum(inputGradient(ex, x, targets, 'guided'), 3), tf.squeeze(tf.image.resizeBilinear(tf.expandDims(gradCamMaps(ex, x, layer, targets), 3) as tf.Tensor4D, [H, W], false, true), [3]))],
+  },
+  {
+    name: 'occlusion', images: items.length, skip: syncSkip,
+    direct: () => void occlusionMaps(ex, items, [H, W, C], occSize, occStride, new Array(C).fill(0.5)),
+  },
+];
+const wanted = args.methods?.split(',') ?? (args.model === 'vgg16' ? ['forward', 'saliency', 'grad-cam'] : all.map((m) => m.name));
+const unknown = wanted.filter((w) => !all.some((m) => m.name === w));
+if (unknown.length) {
+  console.error(`unknown method(s) ${unknown.join(', ')}; known: ${all.map((m) => m.name).join(', ')}`);
+  process.exit(2);
+}
+
+async function once(m: Method): Promise<number> {
+  const t0 = performance.now();
+  if (m.direct) {
+    m.direct();
+  } else {
+    const outs = tf.tidy(() => m.maps!(xs));
+    for (const t of outs) await t.data(); // waits for the device too (webgpu)
+    tf.dispose(outs);
+  }
+  return performance.now() - t0;
+}
+
+/** Median and fastest of `reps` timed calls; under contention the fastest is the better estimate. */
+async function timeIt(m: Method): Promise<{ median: number; best: number }> {
+  await once(m); // warm-up: shader / kernel set-up, weight uploads
+  const ms: number[] = [];
+  for (let r = 0; r < reps; r++) ms.push(await once(m));
+  ms.sort((a, b) => a - b);
+  return { median: ms[Math.floor(ms.length / 2)], best: ms[0] };
+}
+
+console.log(`model: ${bench.description}`);
+console.log(`backend ${info.name} (${info.adapter}), batch ${batch}, median of ${reps} after 1 warm-up; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}`);
+console.log(`Grad-CAM / CAM layer '${layer}', deconvnet layer '${deconvLayer}', SmoothGrad ${SG} samples, occlusion ${occSize}px stride ${occStride}`);
+console.log(`load average at start: ${load()}`);
+console.log('\n| method | images/call | ms/call (median) | images/s (median) | images/s (best) | time/image vs forward (median) |\n|---|---:|---:|---:|---:|---:|');
+let forwardPerImage: number | undefined;
+const before = tf.memory().numTensors;
+for (const m of all.filter((a) => wanted.includes(a.name))) {
+  if (m.skip) {
+    console.log(`| ${m.name} | – | – | skipped: ${m.skip} | | |`);
+    continue;
+  }
+  const { median, best } = await timeIt(m);
+  const perImage = median / m.images;
+  if (m.name === 'forward') forwardPerImage = perImage;
+  const ratio = forwardPerImage ? `${(perImage / forwardPerImage).toFixed(1)}×` : '';
+  console.log(`| ${m.name} | ${m.images} | ${median.toFixed(1)} | ${(1000 / perImage).toFixed(1)} | ${((1000 * m.images) / best).toFixed(1)} | ${ratio} |`);
+}
+console.log(`\nload average at end: ${load()}`);
+if (tf.memory().numTensors !== before) console.log(`warning: ${tf.memory().numTensors - before} tensors leaked during the run`);
+tf.dispose([xs, sgInput]);
 model.dispose();
