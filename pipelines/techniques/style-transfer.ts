@@ -42,7 +42,7 @@ const params = z.object({
       { content: 'images/astronaut.png', style: 'images/scream.png' },
       { content: 'images/coffee.png', style: 'images/gravel.png' },
     ])
-    .describe('content/style image pairs, relative to the report folder, else among convlens' built-in images (assets/images/LICENSES.md)'),
+    .describe('content/style image pairs, relative to the report folder, else among the built-in images (assets/images/LICENSES.md)'),
   size: z.number().int().min(16).max(512).default(128).describe('image side, px (a model perceptual net uses its own input size)'),
   steps: z.number().int().min(0).max(4096).default(300).describe('Adam steps'),
   lr: z.number().positive().default(0.03).describe('Adam learning rate'),

@@ -36,7 +36,7 @@ export interface TextureData {
 
 const params = z.object({
   textures: z.array(z.string()).min(1).default(['images/gravel.png', 'images/brick.png', 'images/grass.png', 'images/scream.png'])
-    .describe('source images, relative to the report folder, else among convlens' built-in images (assets/images/LICENSES.md)'),
+    .describe('source images, relative to the report folder, else among the built-in images (assets/images/LICENSES.md)'),
   size: z.number().int().min(16).max(512).default(128).describe('side of the source and synthesised images, px (a model perceptual net uses its own input size)'),
   steps: z.number().int().min(0).max(4096).default(300).describe('Adam steps (Gatys et al. used 2 000 L-BFGS iterations)'),
   lr: z.number().positive().default(0.05).describe('Adam learning rate'),
