@@ -73,12 +73,6 @@ const TECHNIQUES: [Technique, Record<string, unknown>][] = [
 interface Gap { why: string; error?: RegExp; wrong?: string[] }
 const SYNC_READ = 'reads results with dataSync inside its synchronous compute; tfjs-backend-webgpu under Node cannot read synchronously (readSync needs OffscreenCanvas)';
 const KNOWN_GAPS: Partial<Record<BackendName, Record<string, Gap>>> = {
-  wasm: {
-    deconvnet: {
-      why: "tfjs-backend-wasm's MaxPoolWithArgmax returns index 0 for every window whose max is <= 0 (all-zero windows after a ReLU, all-negative ones after a BN), so the explicit projection unpools them into pixel (0, 0); the gradient-rule maps are fine (our MaxPoolGrad kernel)",
-      wrong: ['projection/raw.f32'],
-    },
-  },
   webgpu: {
     deconvnet: { why: `strongestUnits (engine) and deconvnet.ts's rule check: ${SYNC_READ}`, error: /OffscreenCanvas/ },
     'grad-cam': { why: `grad-cam.ts's layer comparison ${SYNC_READ}`, error: /OffscreenCanvas/ },

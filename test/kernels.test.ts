@@ -220,6 +220,27 @@ describe('wasm gradient kernels match the cpu backend', () => {
   });
 });
 
+describe('MaxPoolWithArgmax on wasm (the switches of the explicit deconvnet)', () => {
+  it('matches cpu on mixed-sign, all-negative and all-zero windows, with and without the batch in the index', async () => {
+    for (const [size, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [2, 1, 'valid']] as const) {
+      const xs: S4 = [2, randInt(5, 8), randInt(5, 8), 3];
+      const mixed = randArray(xs.reduce((a, b) => a * b));
+      const negative = mixed.map((v) => -Math.abs(v) - 0.01);
+      // Ties of distinct values are impossible here except in the zero case, where every
+      // backend must pick the first element of the window (cpu's rule).
+      const zeros = new Float32Array(mixed.length);
+      for (const x of [mixed, negative, zeros]) {
+        for (const batchInIndex of [false, true]) {
+          const run = (which: 'result' | 'indexes') => () => tf.tidy(() => tf.maxPoolWithArgmax(tf.tensor4d(x, xs), size, s, pad, batchInIndex)[which]);
+          const what = `${size} s${s} ${pad} batchInIndex=${batchInIndex} ${x === mixed ? 'mixed' : x === negative ? 'negative' : 'zeros'}`;
+          expect(Array.from(await on('wasm', run('indexes'))), `indexes ${what}`).toEqual(Array.from(await on('cpu', run('indexes'))));
+          expect(Array.from(await on('wasm', run('result'))), `values ${what}`).toEqual(Array.from(await on('cpu', run('result'))));
+        }
+      }
+    }
+  });
+});
+
 /** Fixed upstream gradient for a pooling case (depends only on the output shape). */
 function randArrayFixed(xs: S4, size: number, s: number, pad: 'same' | 'valid'): Float32Array {
   const info = tf.backend_util.computePool2DInfo(xs, size, s, 1, pad);

@@ -147,14 +147,17 @@ export function depthwiseInputGrad(
  * dL/dx of maxPool, routing each window's gradient to its first maximum (as the cpu backend
  * does), with the maximum starting at −∞ so all-negative windows are handled.
  */
-export function maxPoolGradInto(
-  dx: Float32Array, x: Float32Array, dy: Float32Array, info: tf.backend_util.Conv2DInfo,
-): void {
+/**
+ * Walks every max-pool window and calls `visit(out, at)` with the flat NHWC index of the output
+ * unit and of its input maximum (the first one on ties; the max starts at −∞, so windows whose
+ * values are all negative still route to their largest element). `at` is −1 for a window that
+ * lies wholly in the padding.
+ */
+export function forEachPoolArgmax(x: Float32Array, info: tf.backend_util.Conv2DInfo, visit: (out: number, at: number) => void): void {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
   const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
   const { top, left } = info.padInfo;
-  dx.fill(0);
   for (let b = 0; b < n; b++) {
     const xb = b * h * w * c;
     const yb = b * oh * ow * c;
@@ -176,9 +179,18 @@ export function maxPoolGradInto(
               }
             }
           }
-          if (at >= 0) dx[at] += dy[yb + (i * ow + j) * c + ch];
+          visit(yb + (i * ow + j) * c + ch, at);
         }
       }
     }
   }
+}
+
+export function maxPoolGradInto(
+  dx: Float32Array, x: Float32Array, dy: Float32Array, info: tf.backend_util.Conv2DInfo,
+): void {
+  dx.fill(0);
+  forEachPoolArgmax(x, info, (out, at) => {
+    if (at >= 0) dx[at] += dy[out];
+  });
 }

@@ -10,6 +10,8 @@
  *   DepthwiseConv2dNativeBackpropInput   missing           → forward depthwise conv of dilated dy
  *   DepthwiseConv2dNativeBackpropFilter  missing           → per-tap multiply + sum
  *   MaxPoolGrad                          wrong for all-negative windows → JS loop on the wasm heap
+ *   MaxPoolWithArgmax                    index 0 for windows whose max is ≤ 0 → the same JS walk
+ *                                        (the explicit deconvnet's switches depend on it)
  *
  * The conv kernels compose tf ops (which run on wasm while wasm is active). They run inside
  * tf.tidy, so every intermediate is freed; the result's data gets an extra backend reference
@@ -18,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { wasmConv2dFilterGrad, type WasmBackendLike } from './im2col';
 import {
-  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, maxPoolGradInto,
+  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto,
 } from './conv-grads';
 
 export { conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
@@ -119,6 +121,30 @@ const kernels: tf.KernelConfig[] = [
         info,
       );
       return dx;
+    },
+  },
+  {
+    kernelName: 'MaxPoolWithArgmax',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const x = req(inputs, 'x');
+      const a = attrs ?? {};
+      const info = tf.backend_util.computePool2DInfo(x.shape as Shape4, a.filterSize as Pair, a.strides as Pair, 1, a.pad as Pad);
+      const outShape = [info.batchSize, info.outHeight, info.outWidth, info.outChannels];
+      // Allocate first: allocation may grow the wasm heap and detach earlier views.
+      const values = be.makeOutput(outShape, 'float32');
+      const indexes = be.makeOutput(outShape, 'int32');
+      const xs = be.typedArrayFromHeap(x) as Float32Array;
+      const vs = be.typedArrayFromHeap(values) as Float32Array;
+      const is = be.typedArrayFromHeap(indexes) as Int32Array;
+      const perImage = info.inHeight * info.inWidth * info.inChannels;
+      forEachPoolArgmax(xs, info, (out, at) => {
+        vs[out] = at >= 0 ? xs[at] : Number.NEGATIVE_INFINITY;
+        // tf.maxPoolWithArgmax's convention: (y·W + x)·C + c, plus b·H·W·C only when asked
+        is[out] = at < 0 || a.includeBatchInIndex ? at : at % perImage;
+      });
+      return [values, indexes];
     },
   },
 ];

@@ -17,7 +17,7 @@ export default defineTechnique({
   title: 'Deconvnet',
   summary: 'Projects one hidden activation back to pixels the way Zeiler and Fergus did, and compares saliency, deconvnet and guided backpropagation.',
   family: 'attribution',
-  version: 1,
+  version: 2, // 2: correct max-pool switches on wasm (all-negative windows)
   needs: ['features'],
   params: z.object({
     ...commonParams,
