@@ -7,6 +7,9 @@ import mdx from '@astrojs/mdx';
 import remarkMath from 'remark-math';
 import rehypeKatex from 'rehype-katex';
 
+// The build reaches no network: Astro's anonymous usage telemetry (sent after the config loads) stays off.
+process.env.ASTRO_TELEMETRY_DISABLED = '1';
+
 // Relative paths are taken from the project root, not the shell's cwd (`astro build --root …`).
 const projectRoot = path.dirname(fileURLToPath(import.meta.url));
 // Where the runner left the manifest and result files; tests point this at a fixture.
