@@ -100,6 +100,15 @@ export async function runReports(options: RunOptions = {}): Promise<RunSummary> 
   return summary;
 }
 
+/** What every step's cache key and provenance share within one report. */
+interface StepBase {
+  modelId: string;
+  datasetId: string;
+  engine: Record<string, string>;
+  backend: string;
+  seed: number;
+}
+
 interface RunContext {
   cache: ResultCache;
   techniques: Technique[];
@@ -125,7 +134,7 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
     }
     checkClassCount(model, dataset, report.configFile);
 
-    const base = {
+    const base: StepBase = {
       modelId: model.id,
       datasetId: dataset.id,
       engine: { convlens: CONVLENS_VERSION, tfjs: TFJS_VERSION },
@@ -134,8 +143,8 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
     };
 
     const overviewParams = { samplesPerClass: config.samplesPerClass };
-    const overview = await step(rc, report.id, 'overview', cacheKey({ ...base, step: 'overview', version: 1, params: overviewParams }), (out, prov) =>
-      computeOverview(model, dataset, overviewParams.samplesPerClass, out, prov),
+    const overview = await step(rc, report.id, 'overview', cacheKey({ ...base, step: 'overview', version: 1, params: overviewParams }), (out) =>
+      computeOverview(model, dataset, overviewParams.samplesPerClass, out),
     1, overviewParams, base, backend);
 
     const results: Record<string, ResultEntry> = {};
@@ -214,7 +223,7 @@ async function step(
   compute: (out: ResultWriter, provenance: Provenance) => Promise<unknown>,
   version: number,
   params: unknown,
-  base: { modelId: string; datasetId: string; engine: Record<string, string>; seed: number },
+  base: StepBase,
   backend: BackendInfo,
 ): Promise<ResultEntry> {
   rc.summary.usedKeys.push(key);
@@ -223,11 +232,7 @@ async function step(
     return entryOf(name, rc.cache.read(key));
   }
   const started = Date.now();
-  const provenance: Provenance = {
-    technique: name, techniqueVersion: version, params, seed: seedFrom(`${key}:${base.seed}`), backend: describeBackend() ?? backend,
-    modelId: base.modelId, datasetId: base.datasetId, versions: { ...backend.versions, ...base.engine },
-    startedAt: new Date(started).toISOString(), wallTimeMs: 0, cacheKey: key,
-  };
+  const provenance = provenanceOf(name, version, params, key, base, describeBackend() ?? backend, started);
   const tensorsBefore = tf.memory().numTensors;
   try {
     if (rc.options.force && rc.cache.has(key)) fs.rmSync(rc.cache.dirOf(key), { recursive: true, force: true });
@@ -252,10 +257,20 @@ function entryOf(name: string, stored: StoredResult): ResultEntry {
   return { technique: name, status: 'ok', key: stored.key, assetBase: `/results/${stored.key}/`, files: stored.files, provenance: stored.provenance, data: stored.data };
 }
 
-function failedEntry(technique: Technique, key: string, message: string, params: unknown, base: { modelId: string; datasetId: string; engine: Record<string, string> }, backend: BackendInfo): ResultEntry {
+/** What the cache key promises, plus when and where: the reader's recipe for reproducing a figure. */
+function provenanceOf(name: string, version: number, params: unknown, key: string, base: StepBase, backend: BackendInfo, started: number): Provenance {
+  return {
+    technique: name, techniqueVersion: version, params, seed: seedFrom(`${key}:${base.seed}`), backend,
+    modelId: base.modelId, datasetId: base.datasetId, versions: { ...backend.versions, ...base.engine },
+    startedAt: new Date(started).toISOString(), wallTimeMs: 0, cacheKey: key,
+  };
+}
+
+/** A step that could not run (what it needs failed): an error entry, nothing cached. */
+function failedEntry(technique: Technique, key: string, message: string, params: unknown, base: StepBase, backend: BackendInfo): ResultEntry {
   return {
     technique: technique.id, status: 'error', error: message, key, assetBase: '', files: [],
-    provenance: { technique: technique.id, techniqueVersion: technique.version, params, seed: 0, backend, modelId: base.modelId, datasetId: base.datasetId, versions: base.engine, startedAt: new Date().toISOString(), wallTimeMs: 0, cacheKey: key },
+    provenance: provenanceOf(technique.id, technique.version, params, key, base, backend, Date.now()),
   };
 }
 
@@ -303,7 +318,7 @@ function checkClassCount(model: LoadedModel, dataset: Dataset, file: string) {
 }
 
 /** Accuracy on the test split (one streamed pass) and sample thumbnails per class. */
-async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerClass: number, out: ResultWriter, provenance: Provenance): Promise<OverviewData> {
+async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerClass: number, out: ResultWriter): Promise<OverviewData> {
   const classes = dataset.classNames.length;
   const split = dataset.splitSizes.test > 0 ? 'test' : 'train';
   const total = dataset.splitSizes[split];
@@ -343,7 +358,6 @@ async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerC
   }
   const count = seen.reduce((a, b) => a + b, 0);
   progress.done(`accuracy ${((100 * correct.reduce((a, b) => a + b, 0)) / Math.max(count, 1)).toFixed(2)}% on ${count} images`);
-  void provenance;
   return {
     split,
     count,
