@@ -1,19 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LoadedModel } from '../pipelines/model/load';
 import { Rng } from '../pipelines/rng';
 import channelStats, { DEAD_THRESHOLD, spatialLayers, TopK, type ChannelStatsData, type TopEntry } from '../pipelines/techniques/channel-stats';
-import { runTechnique, tinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
+import { runTechnique, useTinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
 
 let model: LoadedModel;
 let dataset: TinyDataset;
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  ({ model, dataset } = await tinyReport());
-});
-afterAll(() => model?.dispose());
+useTinyReport((r) => ({ model, dataset } = r));
 
 /** Reference ranking: value descending, then image index ascending. */
 const fullSort = (xs: TopEntry[]) => [...xs].sort((a, b) => b[3] - a[3] || a[0] - b[0]);

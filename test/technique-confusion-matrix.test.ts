@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FeaturesData } from '../pipelines/engines/examples';
 import type { LoadedModel } from '../pipelines/model/load';
 import confusionMatrix, { confusion, type ConfusionData } from '../pipelines/techniques/confusion-matrix';
 import features from '../pipelines/techniques/features';
-import { runTechnique, tinyReport, type TinyDataset } from './helpers/tiny-report';
+import { runTechnique, useTinyReport, type TinyDataset } from './helpers/tiny-report';
 
 function made(labels: number[], predicted: number[], classes: number): FeaturesData {
   const n = labels.length;
@@ -66,11 +66,7 @@ describe('confusion matrix by hand', () => {
 describe('confusion-matrix on the tiny report', () => {
   let model: LoadedModel;
   let dataset: TinyDataset;
-  beforeAll(async () => {
-    await tf.setBackend('cpu');
-    ({ model, dataset } = await tinyReport());
-  });
-  afterAll(() => model?.dispose());
+  useTinyReport((r) => ({ model, dataset } = r));
 
   it('runs on the features result and agrees with it', async () => {
     const feat = await runTechnique(features, { model, dataset, params: { maxTrain: 0 } });

@@ -2,20 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FeaturesData } from '../pipelines/engines/examples';
 import type { LoadedModel } from '../pipelines/model/load';
 import features, { findLayers, readRows } from '../pipelines/techniques/features';
-import { runTechnique, tinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
+import { runTechnique, useTinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
 
 let model: LoadedModel;
 let dataset: TinyDataset;
 
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  ({ model, dataset } = await tinyReport());
-});
-afterAll(() => model?.dispose());
+useTinyReport((r) => ({ model, dataset } = r));
 
 describe('features', () => {
   it('finds the logits (last Dense) and its input as the default feature layer', () => {

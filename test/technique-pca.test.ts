@@ -4,13 +4,13 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { PCA } from 'ml-pca';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FeaturesData } from '../pipelines/engines/examples';
 import type { LoadedModel } from '../pipelines/model/load';
 import { Rng } from '../pipelines/rng';
 import features, { readRows } from '../pipelines/techniques/features';
 import pca, { type PcaData } from '../pipelines/techniques/pca';
-import { runTechnique, tinyReport, type TinyDataset } from './helpers/tiny-report';
+import { runTechnique, useTinyReport, type TinyDataset } from './helpers/tiny-report';
 
 /** A features result made by hand: `values` (rows × dim) as the test split's features file. */
 function fakeFeatures(values: Float32Array, dim: number): { deps: { features: FeaturesData }; depDirs: { features: string } } {
@@ -27,11 +27,7 @@ function fakeFeatures(values: Float32Array, dim: number): { deps: { features: Fe
 
 let model: LoadedModel;
 let dataset: TinyDataset;
-beforeAll(async () => {
-  await tf.setBackend('cpu');
-  ({ model, dataset } = await tinyReport());
-});
-afterAll(() => model?.dispose());
+useTinyReport((r) => ({ model, dataset } = r));
 
 describe('pca against ml-pca', () => {
   it('explained variance to 1e-4 relative, axes up to sign, projection', async () => {

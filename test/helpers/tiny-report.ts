@@ -13,6 +13,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
+import { afterAll, beforeAll } from 'vitest';
 import type { z } from 'zod';
 import { loadModel, type LoadedModel } from '../../pipelines/model/load';
 import { Rng, seedFrom } from '../../pipelines/rng';
@@ -138,6 +139,21 @@ export async function tinyReport(opts: { trained?: boolean; seed?: number } = {}
     }
   }
   return { model: await loadModel(dir), dataset };
+}
+
+/**
+ * Per test file: switch to the cpu backend and load the tiny report before the tests, dispose the
+ * model after them. `set` receives the report (e.g. `(r) => ({ model, dataset } = r)`).
+ */
+export function useTinyReport(set: (report: { model: LoadedModel; dataset: TinyDataset }) => void): void {
+  let loaded: LoadedModel | undefined;
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    const report = await tinyReport();
+    loaded = report.model;
+    set(report);
+  });
+  afterAll(() => loaded?.dispose());
 }
 
 const testBackend: BackendInfo = { name: 'cpu', adapter: 'test', hardware: false, versions: {} };
