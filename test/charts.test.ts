@@ -1,7 +1,7 @@
 /** Chart spec builders: each compiles without a vega-lite warning and draws the expected marks. */
 import { describe, expect, it } from 'vitest';
 import { compileChart, renderSvg } from '../src/charts/render';
-import { barSpec, heatmapSpec, lineSpec, scatterSpec } from '../src/charts/specs';
+import { barSpec, heatmapSpec, lineSpec, scatterRows, scatterSpec } from '../src/charts/specs';
 
 const names = ['circle', '<img src=x onerror=alert(1)>', 'square & "quoted"'];
 
@@ -21,7 +21,43 @@ describe('chart specs', () => {
     expect(count(points, /<path /g)).toBe(4);
     expect(svg).toContain('&lt;img src=x');
     expect(svg).not.toContain('<img');
+    // only the one point with a page is a link
     expect(count(svg, /xlink:href=/g)).toBe(1);
+    expect(svg).toContain('xlink:href="/a/"');
+  });
+
+  it('scatter rows: short keys, 5 significant digits, -1 / empty string for what is unknown', () => {
+    expect(scatterRows([{ x: 1.234567, y: -0.000123456789, label: 2, predicted: 1, index: 7, href: '/r/images/test-7/', thumb: '/th/7.png' }, { x: 10, y: 20, label: 0 }])).toEqual([
+      { x: 1.2346, y: -0.00012346, l: 2, p: 1, i: 7, h: '/r/images/test-7/', t: '/th/7.png' },
+      { x: 10, y: 20, l: 0, p: -1, i: -1, h: '', t: '' },
+    ]);
+  });
+
+  it('scatter tooltip: class, predicted class, image id and thumbnail; wheel zoom bound to the scales', async () => {
+    const pts = [{ x: 0, y: 0, label: 1, predicted: 2, index: 5, thumb: '/th/5.png', href: '/p/5/' }, { x: 3, y: 4, label: 0, predicted: 0, index: 9 }];
+    const { vg, warnings } = compileChart(scatterSpec(pts, names));
+    expect(warnings).toEqual([]);
+    const json = JSON.stringify(vg);
+    // zoom and pan: vega-lite's scale-bound interval listens to the wheel and to drags
+    expect(json).toContain('wheel');
+    expect(json).toContain('zoom');
+    // evaluate the tooltips the compiled view gives each point
+    const vega = await import('vega');
+    const view = new vega.View(vega.parse(vg), { renderer: 'none' });
+    await view.runAsync();
+    const marks = view.scenegraph().root.items[0].items.find((g: { role?: string; marktype?: string }) => g.marktype === 'symbol' && g.role === 'mark');
+    const tips = (marks as { items: { tooltip: Record<string, unknown>; href?: string }[] }).items.map((it) => ({ tooltip: it.tooltip, href: it.href }));
+    view.finalize();
+    expect(tips).toEqual([
+      { tooltip: { class: names[1], predicted: 'square & "quoted"', 'image id': 'test #5', image: '/th/5.png' }, href: '/p/5/' },
+      { tooltip: { class: 'circle', predicted: 'circle', 'image id': 'test #9', image: '' }, href: '' },
+    ]);
+  });
+
+  it('scatter with a data URL: the rows are not inlined', () => {
+    const spec = scatterSpec([{ x: 0, y: 0, label: 0, thumb: '/a.png' }], names, { dataUrl: '/r/scatter-tsne.json' });
+    expect(spec.data).toEqual({ url: '/r/scatter-tsne.json', format: { type: 'json' } });
+    expect(compileChart(spec).warnings).toEqual([]);
   });
 
   it('bar: one rect per category', async () => {

@@ -23,9 +23,11 @@ const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 export interface ScatterPoint {
   x: number;
   y: number;
-  /** class index into classNames */
+  /** true class index into classNames */
   label: number;
-  /** test-split index, shown in the tooltip */
+  /** predicted class index, shown in the tooltip */
+  predicted?: number;
+  /** test-split index, shown in the tooltip as the image id */
   index?: number;
   /** optional URL the point links to (e.g. the image's page) */
   href?: string;
@@ -38,35 +40,76 @@ export interface ChartSize {
   height?: number;
 }
 
+/** One data row of the scatter chart: short keys because an embedding can have 10k rows. */
+export interface ScatterRow {
+  x: number;
+  y: number;
+  /** true class */
+  l: number;
+  /** predicted class, -1 when unknown */
+  p: number;
+  /** test index, -1 when unknown */
+  i: number;
+  /** link, '' when none */
+  h: string;
+  /** thumbnail URL, '' when none ('' keeps vega-tooltip from drawing an <img>) */
+  t: string;
+}
+
+/** Coordinates to 5 significant digits: far below a pixel, and a third of the JSON. */
+const round5 = (v: number): number => Number(v.toPrecision(5));
+
+/** The rows of scatterSpec's data, inline or published as a JSON file (`opts.dataUrl`). */
+export function scatterRows(points: readonly ScatterPoint[]): ScatterRow[] {
+  return points.map((q) => ({ x: round5(q.x), y: round5(q.y), l: q.label, p: q.predicted ?? -1, i: q.index ?? -1, h: q.href ?? '', t: q.thumb ?? '' }));
+}
+
 /**
- * A 2-D embedding (PCA, t-SNE, UMAP) coloured by true class. Zoom and pan are an interval bound
- * to the scales, active only in the browser; the build-time SVG is the same view at rest.
+ * A 2-D embedding (PCA, t-SNE, UMAP) coloured by true class. In the browser: tooltips with class,
+ * predicted class, image id and (vega-tooltip draws a field titled "image" as a picture) the
+ * thumbnail; wheel zoom and drag pan (an interval selection bound to the scales); a click on a
+ * point with a page opens it. The build-time SVG is the same view at rest. With `dataUrl` the
+ * rows (scatterRows) are loaded from that URL instead of sitting in the spec, and `points` only
+ * decide which tooltip entries and links exist.
  */
-export function scatterSpec(points: readonly ScatterPoint[], classNames: readonly string[], opts: ChartSize & { xTitle?: string; yTitle?: string } = {}): TopLevelSpec {
-  const values = points.map((p) => ({ x: p.x, y: p.y, label: p.label, class: classNames[p.label] ?? `class ${p.label}`, index: p.index ?? null, href: p.href ?? null, thumb: p.thumb ?? null }));
+export function scatterSpec(
+  points: readonly ScatterPoint[],
+  classNames: readonly string[],
+  opts: ChartSize & { xTitle?: string; yTitle?: string; dataUrl?: string; axes?: boolean } = {},
+): TopLevelSpec {
   // Class names are the colour domain, in class order, so colours match every other page.
   const domain = classNames.map((n, k) => n || `class ${k}`);
   const hasHref = points.some((p) => p.href);
-  // vega-tooltip draws a tooltip entry titled "image" as a picture.
-  const thumb = points.some((p) => p.thumb) ? [{ field: 'thumb', type: 'nominal' as const, title: 'image' }] : [];
+  const hasPredicted = points.some((p) => p.predicted !== undefined);
+  const hasIndex = points.some((p) => p.index !== undefined);
+  const names = JSON.stringify(domain);
+  const axis = opts.axes === false ? { axis: { labels: false, ticks: false, title: null, grid: false } } : {};
   return {
     $schema: SCHEMA,
     width: opts.width ?? 560,
     height: opts.height ?? 420,
     config: CONFIG,
-    data: { values },
+    data: opts.dataUrl ? { url: opts.dataUrl, format: { type: 'json' } } : { values: scatterRows(points) },
+    transform: [
+      // Names by lookup in a JSON array literal: every quote escaped, never markup.
+      { calculate: `${names}[datum.l] || 'class ' + datum.l`, as: 'class' },
+      { calculate: `datum.p < 0 ? 'unknown' : ${names}[datum.p] || 'class ' + datum.p`, as: 'predicted' },
+      { calculate: `datum.i < 0 ? 'unknown' : 'test #' + datum.i`, as: 'image id' },
+    ],
     params: [{ name: 'zoom', select: 'interval', bind: 'scales' }],
-    mark: { type: 'circle', size: 18, opacity: 0.75 },
+    mark: { type: 'circle', size: points.length > 3000 ? 10 : 24, opacity: 0.75, ...(hasHref ? { cursor: 'pointer' } : {}) },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: opts.xTitle ?? 'x', scale: { zero: false } },
-      y: { field: 'y', type: 'quantitative', title: opts.yTitle ?? 'y', scale: { zero: false } },
+      x: { field: 'x', type: 'quantitative', title: opts.xTitle ?? 'x', scale: { zero: false }, ...axis },
+      y: { field: 'y', type: 'quantitative', title: opts.yTitle ?? 'y', scale: { zero: false }, ...axis },
       color: { field: 'class', type: 'nominal', title: 'true class', scale: { domain, range: domain.map((_, k) => classColour(k)) } },
       tooltip: [
         { field: 'class', type: 'nominal', title: 'class' },
-        { field: 'index', type: 'quantitative', title: 'test image' },
-        ...thumb,
+        ...(hasPredicted ? [{ field: 'predicted', type: 'nominal' as const, title: 'predicted' }] : []),
+        ...(hasIndex ? [{ field: 'image id', type: 'nominal' as const, title: 'image id' }] : []),
+        ...(points.some((p) => p.thumb) ? [{ field: 't', type: 'nominal' as const, title: 'image' }] : []),
       ],
-      ...(hasHref ? { href: { condition: { test: 'isValid(datum.href)', field: 'href', type: 'nominal' }, value: '' } } : {}),
+      // Points without a page get no link (a plain field would write the text "" as the URL).
+      ...(hasHref ? { href: { condition: { test: "datum.h !== ''", field: 'h', type: 'nominal' }, value: '' } } : {}),
     },
   };
 }
