@@ -45,8 +45,10 @@ describe('chart specs', () => {
     const vega = await import('vega');
     const view = new vega.View(vega.parse(vg), { renderer: 'none' });
     await view.runAsync();
-    const marks = view.scenegraph().root.items[0].items.find((g: { role?: string; marktype?: string }) => g.marktype === 'symbol' && g.role === 'mark');
-    const tips = (marks as { items: { tooltip: Record<string, unknown>; href?: string }[] }).items.map((it) => ({ tooltip: it.tooltip, href: it.href }));
+    type Group = { role?: string; marktype?: string; items: { tooltip: Record<string, unknown>; href?: string }[] };
+    const root = (view.scenegraph() as unknown as { root: { items: { items: Group[] }[] } }).root;
+    const marks = root.items[0].items.find((g) => g.marktype === 'symbol' && g.role === 'mark')!;
+    const tips = marks.items.map((it) => ({ tooltip: it.tooltip, href: it.href }));
     view.finalize();
     expect(tips).toEqual([
       { tooltip: { class: names[1], predicted: 'square & "quoted"', 'image id': 'test #5', image: '/th/5.png' }, href: '/p/5/' },
