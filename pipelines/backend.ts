@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { ConvlensError } from './errors';
-import { registerWasmKernels } from './kernels/index';
+import { registerGradientFixes, registerWasmKernels } from './kernels/index';
 import type { BackendInfo, BackendName, BackendRequest } from './types';
 
 type Log = (msg: string) => void;
@@ -169,6 +169,8 @@ async function pickAuto(log: Log): Promise<BackendInfo> {
 
 async function setUpCpu(): Promise<BackendInfo> {
   await import('@tensorflow/tfjs-backend-cpu');
+  // After the import: it registers the cpu kernels that this replaces (broken resize gradients).
+  registerGradientFixes('cpu');
   await activate('cpu');
   // Its first write prints a "install tfjs-node" banner on stderr; the CLI says that itself.
   (tf.backend() as { firstUse?: boolean }).firstUse = false;
@@ -195,6 +197,7 @@ async function setUpWasm(): Promise<BackendInfo> {
   }
   // Our gradient kernels (e.g. Conv2DBackpropFilter) go in once the backend exists.
   registerWasmKernels();
+  registerGradientFixes('wasm');
   const simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) === true;
   // tfjs-backend-wasm disables threads under Node (tfjs#3830), so this is normally 1.
   const threads = wasm.getThreadsCount();
@@ -266,6 +269,7 @@ async function setUpWebGpu(): Promise<BackendInfo> {
       { fix: 'import the webgpu backend only through pipelines/backend.ts (initBackend)' },
     );
   }
+  registerGradientFixes('webgpu'); // the StridedSlice gradient (scatterND) serves webgpu too
   if (!(await tf.setBackend('webgpu'))) {
     throw new ConvlensError(`the WebGPU backend failed to initialise on ${probe.adapter}.`, {
       fix: 'update the GPU driver (Vulkan on Linux), or use --backend wasm',

@@ -9,7 +9,7 @@ import { TINY_CLASSES, tinyInput, tinyModel, tinyWeights } from './helpers/tiny-
 // Spy on the real kernel registration to check that initBackend calls it exactly once.
 vi.mock('../pipelines/kernels/index', async (importOriginal) => {
   const real = await importOriginal<typeof import('../pipelines/kernels/index')>();
-  return { registerWasmKernels: vi.fn(real.registerWasmKernels) };
+  return { ...real, registerWasmKernels: vi.fn(real.registerWasmKernels) };
 });
 
 const BATCH = 4;

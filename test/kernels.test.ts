@@ -333,3 +333,122 @@ describe('gradients on wasm', () => {
     tf.dispose([x, w, dw]);
   });
 });
+
+/** ⟨a, b⟩ in float64. */
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+/**
+ * For an affine op y = A·x + c, the gradient of ⟨y, r⟩ is Aᵀ·r, so ⟨A·x', r⟩ = ⟨x', grad⟩ for every x'
+ * (A·x' = y(x') − y(0); c is cropAndResize's extrapolation value outside the image).
+ * Checked for three random x' against the backend's own forward op: a wrong gradient (a wrong
+ * batch offset, swapped H/W, ignored half-pixel centres) breaks the identity.
+ */
+async function expectAdjoint(
+  backend: 'cpu' | 'wasm', label: string, xShape: number[], forward: (x: tf.Tensor) => tf.Tensor,
+): Promise<void> {
+  await initBackend(backend);
+  const before = tf.memory().numTensors;
+  const x0 = randArray(xShape.reduce((a, b) => a * b));
+  const yShape = tf.tidy(() => forward(tf.tensor(x0, xShape)).shape);
+  const r = randArray(yShape.reduce((a, b) => a * b));
+  const g = tf.tidy(() => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(forward(x), tf.tensor(r, yShape))))(tf.tensor(x0, xShape)).dataSync());
+  const c = tf.tidy(() => forward(tf.zeros(xShape)).dataSync());
+  expect(g.length, `${label} gradient shape`).toBe(x0.length);
+  for (let t = 0; t < 3; t++) {
+    const xt = randArray(x0.length);
+    const y = tf.tidy(() => forward(tf.tensor(xt, xShape)).dataSync()).map((v, i) => v - c[i]!);
+    const lhs = dot(y, r);
+    const rhs = dot(xt, g);
+    const e = Math.abs(lhs - rhs) / Math.max(Math.sqrt(dot(y, y) * dot(r, r)), 1e-30);
+    worst = Math.max(worst, e);
+    expect(e, `${backend} ${label}: <Ax, r> ${lhs} vs <x, grad> ${rhs}`).toBeLessThan(1e-5);
+  }
+  expect(tf.memory().numTensors, `${backend} ${label} tensors`).toBe(before);
+}
+
+describe('gradient gaps (StridedSlice, gather on wasm, resize on cpu, cropAndResize)', () => {
+  it('StridedSlice: the gradient puts dy exactly at the sliced positions (masks, negative strides, shrink/new axes), cpu and wasm', async () => {
+    type Spec = { shape: number[]; begin: number[]; end: number[]; strides: number[]; masks?: [number, number, number, number, number] };
+    const specs: Spec[] = [
+      { shape: [2, 7, 6, 3], begin: [0, 1, 0, 0], end: [2, 7, 6, 3], strides: [1, 2, 3, 1] },
+      { shape: [3, 8, 5], begin: [2, -1, 4], end: [0, 0, 0], strides: [-1, -3, -2], masks: [0, 0, 0, 0, 0] },
+      { shape: [4, 6, 5], begin: [1, 0, 2], end: [3, 0, 5], strides: [1, 2, 1], masks: [2, 2, 0, 0, 0] },
+      // shrink axis 0 (with strides ≠ 1 elsewhere tfjs's own cpu forward reads out of range, a separate bug)
+      { shape: [3, 5, 4], begin: [1, 1, 0], end: [2, 4, 4], strides: [1, 1, 1], masks: [0, 0, 0, 0, 1] },
+      { shape: [5, 4], begin: [0, 0, 1], end: [5, 1, 4], strides: [2, 1, 1], masks: [0, 0, 0, 2, 0] }, // new axis 1
+    ];
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      for (const s of specs) {
+        const [bm, em, ell, nm, sm] = s.masks ?? [0, 0, 0, 0, 0];
+        const x = randArray(s.shape.reduce((a, b) => a * b));
+        const slice = (t: tf.Tensor) => tf.stridedSlice(t, s.begin, s.end, s.strides, bm, em, ell, nm, sm);
+        const before = tf.memory().numTensors;
+        const [r, back, g] = tf.tidy(() => {
+          const y = slice(tf.tensor(x, s.shape));
+          const rr = tf.tensor(randArray(y.size), y.shape);
+          const gg = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(slice(t), rr)))(tf.tensor(x, s.shape));
+          // Slicing the gradient must give r back, and all of the gradient's mass must lie there.
+          return [rr.dataSync(), slice(gg).dataSync(), gg.dataSync()];
+        });
+        expect(tf.memory().numTensors).toBe(before);
+        const label = `${backend} ${JSON.stringify(s)}`;
+        expect(Array.from(back), label).toEqual(Array.from(r));
+        expect(dot(g, g), label).toBeCloseTo(dot(r, r), 4);
+      }
+    }
+  });
+
+  it('gather: gradient on wasm (UnsortedSegmentSum kernel) equals cpu, repeated indices, axes 0 and 1', async () => {
+    for (const axis of [0, 1]) {
+      const shape = [5, 4, 3];
+      const x = randArray(60);
+      const idx = [3, 0, 3, 1, 3, 2].slice(0, axis === 0 ? 6 : 5).map((i) => i % shape[axis]!);
+      const f = () => tf.tidy(() =>
+        tf.grad((t: tf.Tensor) => {
+          const y = tf.gather(t, tf.tensor1d(idx, 'int32'), axis);
+          return tf.sum(tf.mul(y, tf.reshape(tf.sin(tf.range(0, y.size)), y.shape)));
+        })(tf.tensor(x, shape)));
+      expect(relErr(await on('wasm', f), await on('cpu', f)), `gather axis ${axis}`).toBeLessThan(1e-6);
+    }
+    // The kernel itself, 2-D segment ids and an int32 input.
+    const seg = () => tf.tidy(() => tf.cast(tf.engine().runKernel('UnsortedSegmentSum',
+      { x: tf.tensor([1, 2, 3, 4, 5, 6, 7, 8], [4, 2], 'int32'), segmentIds: tf.tensor1d([2, 0, 2, 1], 'int32') }, { numSegments: 4 }) as tf.Tensor, 'float32'));
+    expect(Array.from(await on('wasm', seg))).toEqual([3, 4, 7, 8, 6, 8, 0, 0]);
+  });
+
+  it('resizeBilinear and resizeNearestNeighbor gradients: H ≠ W, batch 3, every corner/half-pixel setting, cpu and wasm', async () => {
+    const settings: [boolean, boolean][] = [[false, false], [true, false], [false, true]];
+    for (const backend of ['cpu', 'wasm'] as const) {
+      for (const [ac, hp] of settings) {
+        for (const [inHW, outHW] of [[[5, 7], [9, 4]], [[6, 4], [12, 8]], [[7, 3], [3, 5]]] as const) {
+          const xs = [3, inHW[0], inHW[1], 2];
+          const size: [number, number] = [outHW[0], outHW[1]];
+          const label = `${JSON.stringify(xs)} → ${size} alignCorners=${ac} halfPixel=${hp}`;
+          await expectAdjoint(backend, `bilinear ${label}`, xs, (x) => tf.image.resizeBilinear(x as tf.Tensor4D, size, ac, hp));
+          await expectAdjoint(backend, `nearest ${label}`, xs, (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, size, ac, hp));
+        }
+      }
+    }
+  });
+
+  it('cropAndResize gradient w.r.t. the image (bilinear and nearest, boxes partly outside, crop 1×1), cpu and wasm', async () => {
+    // No coordinate lands on an exact .5 'nearest' tie, where wasm's float32 forward and cpu's
+    // float64 one can pick different pixels (see extra-grads.ts).
+    const boxes = [0.11, 0.23, 0.81, 0.94, -0.21, 0.03, 0.62, 1.31, 0.52, 0.47, 0.52, 0.47, 0.93, 0.71, 0.22, 0.13];
+    const boxInd = [0, 1, 1, 0];
+    for (const backend of ['cpu', 'wasm'] as const) {
+      for (const method of ['bilinear', 'nearest'] as const) {
+        for (const crop of [[5, 4], [1, 1], [3, 6]] as [number, number][]) {
+          const f = (x: tf.Tensor) => tf.image.cropAndResize(x as tf.Tensor4D, tf.tensor2d(boxes, [4, 4]), tf.tensor1d(boxInd, 'int32'), crop, method, 0.5);
+          await expectAdjoint(backend, `cropAndResize ${method} ${crop}`, [2, 6, 9, 3], f);
+        }
+      }
+    }
+  });
+});

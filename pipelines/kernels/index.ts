@@ -25,6 +25,9 @@ import {
 
 export { conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
 export { wasmConv2dFilterGrad } from './im2col';
+export {
+  registerGradientFixes, resizeBilinearGradValues, resizeNearestGradValues, cropAndResizeGradImageValues,
+} from './extra-grads';
 
 
 type Rounding = 'floor' | 'round' | 'ceil' | undefined;

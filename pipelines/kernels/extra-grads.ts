@@ -1,0 +1,348 @@
+/**
+ * The remaining gradient gaps of TF.js 4.22 on the CPU backends (issue 7 item 1):
+ *
+ *   StridedSlice        no gradient registered in tfjs-core at all      → gradient config (scatterND)
+ *   UnsortedSegmentSum  no wasm kernel, so gather's gradient fails there → wasm kernel (JS on the heap)
+ *   ResizeBilinearGrad  cpu: returns shape [N,W,H,C], so the engine throws for H ≠ W; cpu and wasm
+ *                       both ignore halfPixelCenters                     → cpu + wasm kernels
+ *   ResizeNearestNeighborGrad  cpu: reads dy at the *image's* batch offset (wrong for batch > 1);
+ *                       cpu and wasm ignore halfPixelCenters             → cpu + wasm kernels
+ *   CropAndResize       no gradient anywhere                             → gradient config (image
+ *                       only) + a cpu/wasm kernel 'ConvlensCropAndResizeGradImage'
+ *
+ * The resize and crop gradients are written as the exact adjoints of the cpu backend's forward
+ * kernels: they replay the forward's index and weight computation and scatter dy with the same
+ * weights, so ⟨forward(x), dy⟩ = ⟨x, grad(dy)⟩ holds to rounding (the tests check that identity).
+ * They run in JS on values read with readSync: these ops are cheap next to the convolutions.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+type Backend = tf.KernelBackend & {
+  makeOutput?: (shape: number[], dtype: tf.DataType) => tf.TensorInfo;
+  typedArrayFromHeap?: (info: tf.TensorInfo) => tf.backend_util.TypedArray;
+  makeTensorInfo?: (shape: number[], dtype: tf.DataType, values: tf.backend_util.BackendValues) => tf.TensorInfo;
+};
+
+function req(inputs: tf.NamedTensorInfoMap, kernel: string, name: string): tf.TensorInfo {
+  const t = inputs[name];
+  if (!t) throw new Error(`${kernel} (pipelines/kernels/extra-grads.ts): input '${name}' is missing`);
+  return t;
+}
+
+function values(backend: Backend, t: tf.TensorInfo): Float32Array | Int32Array {
+  return backend.readSync(t.dataId) as Float32Array | Int32Array;
+}
+
+/** A float32 kernel output holding `data`, on the cpu (makeTensorInfo) or the wasm heap (makeOutput). */
+function floatOutput(backend: Backend, shape: number[], data: Float32Array): tf.TensorInfo {
+  if (backend.makeOutput && backend.typedArrayFromHeap) {
+    const out = backend.makeOutput(shape, 'float32');
+    (backend.typedArrayFromHeap(out) as Float32Array).set(data);
+    return out;
+  }
+  if (!backend.makeTensorInfo) throw new Error('pipelines/kernels/extra-grads.ts: backend has neither makeOutput nor makeTensorInfo');
+  return backend.makeTensorInfo(shape, 'float32', data);
+}
+
+// ---------- resize ----------
+
+/** The cpu forward's source coordinate scale per axis (alignCorners uses (in−1)/(out−1)). */
+function ratio(inSize: number, outSize: number, alignCorners: boolean): number {
+  return alignCorners && outSize > 1 ? (inSize - 1) / (outSize - 1) : inSize / outSize;
+}
+
+/**
+ * Adjoint of resizeBilinear (tfjs-backend-cpu's formula, halfPixelCenters included): each output
+ * pixel is (1−ry)(1−rx)·TL + (1−ry)rx·TR + ry(1−rx)·BL + ry·rx·BR, so dy goes back with those weights.
+ */
+export function resizeBilinearGradValues(
+  dy: ArrayLike<number>, imageShape: number[], dyShape: number[], alignCorners: boolean, halfPixelCenters: boolean,
+): Float32Array {
+  const [n, h, w, c] = imageShape as [number, number, number, number];
+  const [, oh, ow] = dyShape as [number, number, number, number];
+  const out = new Float32Array(n * h * w * c);
+  const rr = ratio(h, oh, alignCorners);
+  const rc = ratio(w, ow, alignCorners);
+  const src = (r: number, i: number, size: number): [number, number, number] => {
+    const f = halfPixelCenters ? r * (i + 0.5) - 0.5 : r * i;
+    const lo = Math.max(0, Math.floor(f));
+    return [lo, Math.min(size - 1, Math.ceil(f)), f - lo];
+  };
+  let k = 0;
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < oh; y++) {
+      const [top, bot, fy] = src(rr, y, h);
+      for (let x = 0; x < ow; x++) {
+        const [left, right, fx] = src(rc, x, w);
+        const tl = ((b * h + top) * w + left) * c;
+        const tr = ((b * h + top) * w + right) * c;
+        const bl = ((b * h + bot) * w + left) * c;
+        const br = ((b * h + bot) * w + right) * c;
+        const wtl = (1 - fy) * (1 - fx);
+        const wtr = (1 - fy) * fx;
+        const wbl = fy * (1 - fx);
+        const wbr = fy * fx;
+        for (let d = 0; d < c; d++, k++) {
+          const g = dy[k]!;
+          out[tl + d] += g * wtl;
+          out[tr + d] += g * wtr;
+          out[bl + d] += g * wbl;
+          out[br + d] += g * wbr;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Adjoint of resizeNearestNeighbor (tfjs-backend-cpu's source-pixel rule): dy is summed into the pixel each output copied. */
+export function resizeNearestGradValues(
+  dy: ArrayLike<number>, imageShape: number[], dyShape: number[], alignCorners: boolean, halfPixelCenters: boolean,
+): Float32Array {
+  const [n, h, w, c] = imageShape as [number, number, number, number];
+  const [, oh, ow] = dyShape as [number, number, number, number];
+  const out = new Float32Array(n * h * w * c);
+  const rr = ratio(h, oh, alignCorners);
+  const rc = ratio(w, ow, alignCorners);
+  const src = (r: number, i: number, size: number): number => {
+    const f = halfPixelCenters ? r * (i + 0.5) : r * i;
+    const s = Math.min(size - 1, alignCorners ? Math.round(f) : Math.floor(f));
+    return halfPixelCenters ? Math.max(0, s) : s;
+  };
+  const cols = Int32Array.from({ length: ow }, (_, x) => src(rc, x, w));
+  let k = 0;
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < oh; y++) {
+      const row = (b * h + src(rr, y, h)) * w;
+      for (let x = 0; x < ow; x++) {
+        const o = (row + cols[x]!) * c;
+        for (let d = 0; d < c; d++, k++) out[o + d] += dy[k]!;
+      }
+    }
+  }
+  return out;
+}
+
+function resizeGradKernel(
+  kernelName: string, backendName: string,
+  f: (dy: ArrayLike<number>, imageShape: number[], dyShape: number[], alignCorners: boolean, halfPixelCenters: boolean) => Float32Array,
+): tf.KernelConfig {
+  return {
+    kernelName,
+    backendName,
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as Backend;
+      const images = req(inputs, kernelName, 'images');
+      const dy = req(inputs, kernelName, 'dy');
+      const a = attrs ?? {};
+      const g = f(values(be, dy), images.shape, dy.shape, a.alignCorners === true, a.halfPixelCenters === true);
+      return floatOutput(be, images.shape.slice(), g);
+    },
+  };
+}
+
+// ---------- crop and resize ----------
+
+export const CROP_AND_RESIZE_GRAD_IMAGE = 'ConvlensCropAndResizeGradImage';
+
+/**
+ * Adjoint of cropAndResize with respect to the image (tfjs-backend-cpu's sampling: TF's
+ * crop_and_resize_op). Samples outside the image took the extrapolation value, a constant,
+ * so they send no gradient back. The coordinates are computed in float64 as the cpu kernel
+ * does; wasm's forward works in float32, so for 'nearest' at an exact .5 tie it may have copied
+ * the neighbouring pixel (measure zero for real boxes, but possible for round numbers).
+ */
+export function cropAndResizeGradImageValues(
+  dy: ArrayLike<number>, boxes: ArrayLike<number>, boxInd: ArrayLike<number>, imageShape: number[],
+  cropSize: [number, number], method: 'bilinear' | 'nearest',
+): Float32Array {
+  const [n, h, w, c] = imageShape as [number, number, number, number];
+  const [ch, cw] = cropSize;
+  const out = new Float32Array(n * h * w * c);
+  const numBoxes = boxInd.length;
+  for (let bx = 0; bx < numBoxes; bx++) {
+    const [y1, x1, y2, x2] = [boxes[bx * 4]!, boxes[bx * 4 + 1]!, boxes[bx * 4 + 2]!, boxes[bx * 4 + 3]!];
+    const b = boxInd[bx]!;
+    if (b < 0 || b >= n) continue;
+    const hs = ch > 1 ? ((y2 - y1) * (h - 1)) / (ch - 1) : 0;
+    const ws = cw > 1 ? ((x2 - x1) * (w - 1)) / (cw - 1) : 0;
+    for (let y = 0; y < ch; y++) {
+      const yi = ch > 1 ? y1 * (h - 1) + y * hs : 0.5 * (y1 + y2) * (h - 1);
+      if (yi < 0 || yi > h - 1) continue;
+      for (let x = 0; x < cw; x++) {
+        const xi = cw > 1 ? x1 * (w - 1) + x * ws : 0.5 * (x1 + x2) * (w - 1);
+        if (xi < 0 || xi > w - 1) continue;
+        const k = ((bx * ch + y) * cw + x) * c;
+        if (method === 'bilinear') {
+          const top = Math.floor(yi);
+          const bot = Math.ceil(yi);
+          const left = Math.floor(xi);
+          const right = Math.ceil(xi);
+          const fy = yi - top;
+          const fx = xi - left;
+          const tl = ((b * h + top) * w + left) * c;
+          const tr = ((b * h + top) * w + right) * c;
+          const bl = ((b * h + bot) * w + left) * c;
+          const br = ((b * h + bot) * w + right) * c;
+          for (let d = 0; d < c; d++) {
+            const g = dy[k + d]!;
+            out[tl + d] += g * (1 - fy) * (1 - fx);
+            out[tr + d] += g * (1 - fy) * fx;
+            out[bl + d] += g * fy * (1 - fx);
+            out[br + d] += g * fy * fx;
+          }
+        } else {
+          const o = ((b * h + Math.round(yi)) * w + Math.round(xi)) * c;
+          for (let d = 0; d < c; d++) out[o + d] += dy[k + d]!;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+function cropGradKernel(backendName: string): tf.KernelConfig {
+  return {
+    kernelName: CROP_AND_RESIZE_GRAD_IMAGE,
+    backendName,
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as Backend;
+      const k = CROP_AND_RESIZE_GRAD_IMAGE;
+      const image = req(inputs, k, 'image');
+      const a = attrs ?? {};
+      const g = cropAndResizeGradImageValues(
+        values(be, req(inputs, k, 'dy')), values(be, req(inputs, k, 'boxes')), values(be, req(inputs, k, 'boxInd')),
+        image.shape, a.cropSize as [number, number], a.method as 'bilinear' | 'nearest',
+      );
+      return floatOutput(be, image.shape.slice(), g);
+    },
+  };
+}
+
+const cropAndResizeGrad: tf.GradConfig = {
+  kernelName: 'CropAndResize',
+  inputsToSave: ['image', 'boxes', 'boxInd'],
+  gradFunc: (dy, saved, attrs) => {
+    const [image, boxes, boxInd] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+    return {
+      image: () => tf.engine().runKernel(CROP_AND_RESIZE_GRAD_IMAGE, { dy: dy as tf.Tensor, image, boxes, boxInd }, attrs) as tf.Tensor,
+      boxes: () => {
+        throw new Error('cropAndResize: the gradient with respect to the boxes is not implemented (pipelines/kernels/extra-grads.ts); keep the boxes constant (outside tf.grad)');
+      },
+      boxInd: () => tf.zerosLike(boxInd),
+    };
+  },
+};
+
+// ---------- strided slice ----------
+
+/**
+ * Gradient of stridedSlice: dy scattered back into zeros at the positions the slice read.
+ * tf.slice_util.sliceInfo resolves masks, ellipsis and negative indices into a dense begin and
+ * stride per input dimension; element k of dy (row-major over the selected ranges, which
+ * new-axis and shrink dimensions of size 1 do not reorder) came from begin + k·stride.
+ */
+const stridedSliceGrad: tf.GradConfig = {
+  kernelName: 'StridedSlice',
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x] = saved as [tf.Tensor];
+    const a = attrs as unknown as {
+      begin: number[]; end: number[]; strides: number[]; beginMask: number; endMask: number;
+      ellipsisMask: number; newAxisMask: number; shrinkAxisMask: number;
+    };
+    return {
+      x: () => {
+        const info = tf.slice_util.sliceInfo(
+          x.shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask,
+        );
+        const g = dy as tf.Tensor;
+        const rank = x.shape.length;
+        if (g.size === 0 || rank === 0) return tf.zeros(x.shape);
+        // Selected count per dimension, as the forward computed it.
+        const counts = x.shape.map((_, i) => {
+          const len = info.end[i]! - info.begin[i]!;
+          const s = info.strides[i]!;
+          return len === 0 || len < 0 !== s < 0 ? 0 : Math.ceil(Math.abs(len) / Math.abs(s));
+        });
+        const m = counts.reduce((p, q) => p * q, 1);
+        if (m !== g.size) {
+          throw new Error(`StridedSlice gradient (pipelines/kernels/extra-grads.ts): ${m} selected elements but dy has ${g.size}`);
+        }
+        const idx = new Int32Array(m * rank);
+        const pos = new Array<number>(rank).fill(0);
+        for (let k = 0; k < m; k++) {
+          for (let i = 0; i < rank; i++) idx[k * rank + i] = info.begin[i]! + pos[i]! * info.strides[i]!;
+          for (let i = rank - 1; i >= 0; i--) {
+            if (++pos[i]! < counts[i]!) break;
+            pos[i] = 0;
+          }
+        }
+        return tf.scatterND(tf.tensor2d(idx, [m, rank], 'int32'), tf.reshape(g, [m]), x.shape);
+      },
+    };
+  },
+};
+
+// ---------- unsorted segment sum (wasm) ----------
+
+const unsortedSegmentSumWasm: tf.KernelConfig = {
+  kernelName: 'UnsortedSegmentSum',
+  backendName: 'wasm',
+  kernelFunc: ({ inputs, attrs, backend }) => {
+    const be = backend as Backend;
+    const x = req(inputs, 'UnsortedSegmentSum', 'x');
+    const ids = req(inputs, 'UnsortedSegmentSum', 'segmentIds');
+    const numSegments = (attrs ?? {}).numSegments as number;
+    const idsSize = ids.shape.reduce((p, q) => p * q, 1);
+    const inner = x.shape.slice(ids.shape.length).reduce((p, q) => p * q, 1);
+    const outShape = [numSegments, ...x.shape.slice(ids.shape.length)];
+    const dtype = x.dtype === 'int32' ? 'int32' : 'float32';
+    // Allocate first: growing the heap detaches views made earlier.
+    const out = be.makeOutput!(outShape, dtype);
+    const o = be.typedArrayFromHeap!(out) as Float32Array | Int32Array;
+    const xs = be.typedArrayFromHeap!(x) as Float32Array | Int32Array;
+    const is = be.typedArrayFromHeap!(ids) as Int32Array;
+    o.fill(0);
+    for (let k = 0; k < idsSize; k++) {
+      const s = is[k]!;
+      if (s < 0 || s >= numSegments) continue; // TF drops out-of-range ids
+      const src = k * inner;
+      const dst = s * inner;
+      for (let j = 0; j < inner; j++) o[dst + j] += xs[src + j]!;
+    }
+    return out;
+  },
+};
+
+// ---------- registration ----------
+
+const kernels: tf.KernelConfig[] = [
+  unsortedSegmentSumWasm,
+  ...['cpu', 'wasm'].flatMap((b) => [
+    resizeGradKernel('ResizeBilinearGrad', b, resizeBilinearGradValues),
+    resizeGradKernel('ResizeNearestNeighborGrad', b, resizeNearestGradValues),
+    cropGradKernel(b),
+  ]),
+];
+
+/**
+ * Registers the gradient configs and the kernels above for one backend, after that backend's
+ * package has been imported (its import registers its own kernels and would overwrite ours, with
+ * a warning). Safe to call any number of times: a kernel is (re)registered only when the
+ * registry holds someone else's.
+ */
+export function registerGradientFixes(backendName: string): void {
+  for (const g of [stridedSliceGrad, cropAndResizeGrad]) {
+    if (tf.getGradient(g.kernelName) !== g) tf.registerGradient(g);
+  }
+  for (const k of kernels) {
+    if (k.backendName !== backendName) continue;
+    const cur = tf.getKernel(k.kernelName, k.backendName);
+    if (cur?.kernelFunc === k.kernelFunc) continue;
+    // The replaced kernels are wrong (see the file comment), so unregister them first: that
+    // also avoids tfjs's "overriding kernel" warning.
+    if (cur) tf.unregisterKernel(k.kernelName, k.backendName);
+    tf.registerKernel(k);
+  }
+}
