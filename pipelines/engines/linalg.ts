@@ -109,6 +109,59 @@ export async function exactKnn(
   return { k, indices: bestI, distances: bestD };
 }
 
+/**
+ * Exact k nearest neighbours of every row of `data` (n × dim) among the other rows, by squared
+ * euclidean distance, ascending, ties to the lower index: the neighbour graph of t-SNE.
+ * exactKnn (blocked products on the backend, float32) proposes k + 1 + `margin` candidates per
+ * row, then each candidate's distance is recomputed in float64 and the k best are kept: float32
+ * rounding (‖q‖² + ‖b‖² − 2 q·b cancels when points are close) can reorder near-equal neighbours
+ * in the proposal, but only a neighbour pushed past `margin` others would be lost.
+ */
+export async function selfKnn(
+  data: Float32Array,
+  n: number,
+  dim: number,
+  k: number,
+  opts: { queryRows?: number; blockRows?: number; margin?: number; onRows?: (rowsDone: number) => void } = {},
+): Promise<{ indices: Int32Array; dist2: Float64Array }> {
+  if (data.length !== n * dim) throw new RangeError(`selfKnn: ${data.length} values for ${n}×${dim}`);
+  if (!(Number.isInteger(k) && k >= 1 && k < n)) throw new RangeError(`selfKnn: k=${k} needs 1 ≤ k < n=${n}`);
+  const queryRows = opts.queryRows ?? 2048;
+  const blockRows = opts.blockRows ?? 4096;
+  const want = Math.min(n, k + 1 + (opts.margin ?? 8));
+  const indices = new Int32Array(n * k);
+  const dist2 = new Float64Array(n * k);
+  const candI = new Int32Array(want);
+  const candD = new Float64Array(want);
+  const order = Array.from({ length: want }, (_, t) => t);
+  for (let start = 0; start < n; start += queryRows) {
+    const m = Math.min(queryRows, n - start);
+    const r = await exactKnn(data.subarray(start * dim, (start + m) * dim), dim, memoryBlocks(data, dim, blockRows), { k: want, metric: 'euclidean' });
+    for (let q = 0; q < m; q++) {
+      const i = start + q;
+      let c = 0;
+      for (let t = 0; t < want; t++) {
+        const j = r.indices[q * want + t];
+        if (j < 0 || j === i) continue;
+        let s = 0;
+        for (let a = i * dim, b = j * dim, e = a + dim; a < e; a++, b++) {
+          const v = data[a] - data[b];
+          s += v * v;
+        }
+        candI[c] = j;
+        candD[c++] = s;
+      }
+      const o = order.slice(0, c).sort((u, v) => candD[u] - candD[v] || candI[u] - candI[v]);
+      for (let t = 0; t < k; t++) {
+        indices[i * k + t] = candI[o[t]];
+        dist2[i * k + t] = candD[o[t]];
+      }
+    }
+    opts.onRows?.(start + m);
+  }
+  return { indices, dist2 };
+}
+
 /** Column means of a streamed matrix, accumulated in float64. */
 export async function columnMeans(source: BlockSource, dim: number): Promise<{ mean: Float64Array; rows: number }> {
   const sum = new Float64Array(dim);

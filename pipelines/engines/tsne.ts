@@ -20,7 +20,13 @@
  * learning rate max(N/12, 200): the same step as sklearn's 'auto' (N/(4·12) times the gradient
  * with the 4), i.e. the rate of Belkina et al. 2019.
  */
+import os from 'node:os';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { Rng } from '../rng';
+import { selfKnn } from './linalg';
+import {
+  attractionRows, CTRL_WORDS, DONE, FAILED, GEN, NEXT, READY, repulsionLeaves, runItems, type IterationView, type TreeView,
+} from './tsne-kernels.mjs';
 
 export interface TsneOptions {
   perplexity?: number;
@@ -36,6 +42,16 @@ export interface TsneOptions {
   /** called every `progressEvery` iterations and at the end. */
   onProgress?: (iteration: number, total: number) => void;
   progressEvery?: number;
+  /**
+   * threads for the gradient, the main one included (worker_threads); default defaultThreads(N).
+   * The layout does not depend on it.
+   */
+  threads?: number;
+  /** precomputed exact neighbours: k = neighbourCount(N, perplexity) per row, ascending (tsneAsync). */
+  knn?: { indices: Int32Array; dist2: ArrayLike<number> };
+  /** told how many threads the gradient actually runs on. */
+  onThreads?: (threads: number) => void;
+  onLog?: (message: string) => void;
 }
 
 /** Row-compressed sparse matrix (symmetric P). */
@@ -252,12 +268,17 @@ export const neighbourCount = (n: number, perplexity: number): number => Math.mi
 export const effectivePerplexity = (n: number, perplexity: number): number => Math.min(perplexity, neighbourCount(n, perplexity) * 0.99);
 
 /** Sparse symmetric P from the data: exact kNN with k = min(N−1, ⌊3·perplexity⌋). */
-export function inputAffinities(data: Float32Array, n: number, dim: number, perplexity: number): SparseMatrix {
+export function inputAffinities(
+  data: Float32Array, n: number, dim: number, perplexity: number, knn?: { indices: Int32Array; dist2: ArrayLike<number> },
+): SparseMatrix {
   if (!(perplexity > 0)) throw new RangeError(`perplexity must be > 0, got ${perplexity}`);
   const k = neighbourCount(n, perplexity);
   if (k < 1) throw new RangeError(`t-SNE needs at least 2 points, got ${n}`);
   const perp = effectivePerplexity(n, perplexity);
-  const { indices, dist2 } = exactKnn(data, n, dim, k);
+  if (knn && (knn.indices.length !== n * k || knn.dist2.length !== n * k)) {
+    throw new RangeError(`tsne: opts.knn holds ${knn.indices.length} neighbours, want N·k = ${n}·${k} (k = neighbourCount(N, perplexity))`);
+  }
+  const { indices, dist2 } = knn ?? exactKnn(data, n, dim, k);
   const cond = new Float64Array(n * k);
   for (let i = 0; i < n; i++) conditionalRow(dist2, i * k, k, perp, cond, i * k);
   return symmetrise(n, k, indices, cond);
@@ -420,22 +441,34 @@ function scaleInit(y: Float64Array, n: number): Float64Array {
 
 const MAX_DEPTH = 40;
 
+/** Typed arrays on ordinary or shared memory (workers read the shared ones in place). */
+interface Alloc {
+  f64(n: number): Float64Array;
+  i32(n: number): Int32Array;
+}
+const heapAlloc: Alloc = { f64: (n) => new Float64Array(n), i32: (n) => new Int32Array(n) };
+const sharedAlloc: Alloc = {
+  f64: (n) => new Float64Array(new SharedArrayBuffer(8 * n)),
+  i32: (n) => new Int32Array(new SharedArrayBuffer(4 * n)),
+};
+
 /**
  * Quadtree in depth-first order with skip pointers: node `t`'s children follow it, and
  * `skip[t]` is the first node after its subtree, so traversal is a loop without a stack.
  * Leaves hold up to `leafSize` points (copied in tree order into px/py for locality).
+ * With `shared`, everything the repulsion reads or writes lives on SharedArrayBuffers.
  */
 export class QuadTree {
   count = 0;
-  comX = new Float64Array(0);
-  comY = new Float64Array(0);
-  mass = new Float64Array(0);
+  comX: Float64Array;
+  comY: Float64Array;
+  mass: Float64Array;
   /** squared side length of the cell. */
-  side2 = new Float64Array(0);
-  skip = new Int32Array(0);
+  side2: Float64Array;
+  skip: Int32Array;
   /** for leaves: [leafStart, leafEnd) into order/px/py; leafEnd = -1 for inner nodes. */
-  leafStart = new Int32Array(0);
-  leafEnd = new Int32Array(0);
+  leafStart: Int32Array;
+  leafEnd: Int32Array;
   order: Int32Array;
   px: Float64Array;
   py: Float64Array;
@@ -446,29 +479,34 @@ export class QuadTree {
   zBuf: Float64Array;
   fxBuf: Float64Array;
   fyBuf: Float64Array;
-  /** scratch interaction list (x, y, mass triples) of one leaf. */
-  listBuf = new Float64Array(3 * 1024);
+  /** bumped whenever the node arrays are reallocated (workers must be sent the new ones). */
+  generation = 0;
+  private alloc: Alloc;
   private scratch: Int32Array;
   private quad: Uint8Array;
 
   /** leafSize: points per leaf before splitting (exact interactions inside opened leaves). */
-  constructor(readonly n: number, readonly leafSize = 16) {
+  constructor(readonly n: number, readonly leafSize = 16, shared = false) {
+    const A = (this.alloc = shared ? sharedAlloc : heapAlloc);
     this.order = new Int32Array(n);
     for (let i = 0; i < n; i++) this.order[i] = i;
-    this.px = new Float64Array(n);
-    this.py = new Float64Array(n);
+    this.px = A.f64(n);
+    this.py = A.f64(n);
     this.scratch = new Int32Array(n);
     this.quad = new Uint8Array(n);
-    this.leaves = new Int32Array(n);
-    this.zBuf = new Float64Array(n);
-    this.fxBuf = new Float64Array(n);
-    this.fyBuf = new Float64Array(n);
-    this.grow(Math.max(64, Math.ceil(n / 2)));
+    this.leaves = A.i32(n);
+    this.zBuf = A.f64(n);
+    this.fxBuf = A.f64(n);
+    this.fyBuf = A.f64(n);
+    const size = Math.max(64, Math.ceil(n / 2));
+    [this.comX, this.comY, this.mass, this.side2] = [A.f64(size), A.f64(size), A.f64(size), A.f64(size)];
+    [this.skip, this.leafStart, this.leafEnd] = [A.i32(size), A.i32(size), A.i32(size)];
   }
 
   private grow(size: number) {
-    const copyF = (a: Float64Array) => { const b = new Float64Array(size); b.set(a.subarray(0, Math.min(a.length, size))); return b; };
-    const copyI = (a: Int32Array) => { const b = new Int32Array(size); b.set(a.subarray(0, Math.min(a.length, size))); return b; };
+    const A = this.alloc;
+    const copyF = (a: Float64Array) => { const b = A.f64(size); b.set(a); return b; };
+    const copyI = (a: Int32Array) => { const b = A.i32(size); b.set(a); return b; };
     this.comX = copyF(this.comX);
     this.comY = copyF(this.comY);
     this.mass = copyF(this.mass);
@@ -476,6 +514,16 @@ export class QuadTree {
     this.skip = copyI(this.skip);
     this.leafStart = copyI(this.leafStart);
     this.leafEnd = copyI(this.leafEnd);
+    this.generation++;
+  }
+
+  /** What the repulsion kernel reads and writes (tsne-kernels.mjs). */
+  view(): TreeView {
+    return {
+      comX: this.comX, comY: this.comY, mass: this.mass, side2: this.side2, skip: this.skip,
+      leafStart: this.leafStart, leafEnd: this.leafEnd, px: this.px, py: this.py, leaves: this.leaves,
+      count: this.count, leafCount: this.leafCount, leafSize: this.leafSize, z: this.zBuf, fx: this.fxBuf, fy: this.fyBuf,
+    };
   }
 
   build(y: Float64Array): void {
@@ -555,148 +603,176 @@ export class QuadTree {
     if (end > b3) this.node(y, b3, end, xm, ym, h, depth + 1);
     this.skip[t] = this.count;
   }
-
 }
 
 /**
- * Repulsion for all points, one traversal per leaf: a cell is summarised for the whole leaf
- * when side < θ·d with d the distance from the cell's centre of mass to the leaf's bounding
- * box (so the test holds for every point in it: never less accurate than per-point BH), and
- * opened leaves contribute their points one by one. The traversal writes one interaction list
- * (x, y, mass) per leaf; each of the leaf's points then runs a tight loop over it with scalar
- * accumulators (≈1.7× faster than walking the tree once per point, measured at N = 10k). Results go to z/fx/fy by
- * tree position; z excludes self-pairs.
+ * Repulsion for all points (tsne-kernels.mjs, repulsionLeaves: one traversal per leaf, the cell
+ * criterion measured to the leaf's bounding box, so never less accurate than per-point BH).
+ * Results go to z/fx/fy by tree position; z excludes self-pairs.
  */
 export function repulsionAll(tree: QuadTree, theta2: number, zOut: Float64Array, fxOut: Float64Array, fyOut: Float64Array): void {
-  const { comX, comY, mass, side2, skip, leafStart, leafEnd, px, py, leaves, leafCount } = tree;
-  const count = tree.count;
-  let list = tree.listBuf;
-  for (let l = 0; l < leafCount; l++) {
-    const leaf = leaves[l];
-    const a = leafStart[leaf], b = leafEnd[leaf];
-    let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
-    for (let p = a; p < b; p++) {
-      const x = px[p], y = py[p];
-      if (x < minX) minX = x;
-      if (x > maxX) maxX = x;
-      if (y < minY) minY = y;
-      if (y > maxY) maxY = y;
+  const v = tree.view();
+  repulsionLeaves({ ...v, z: zOut, fx: fxOut, fy: fyOut }, theta2, 0, tree.leafCount, new Float64Array(3 * 1024));
+}
+
+/** Threads used by default: one below 4 096 points (worker start-up would not pay), else all cores up to 8. */
+export function defaultThreads(n: number): number {
+  return n < 4096 ? 1 : Math.max(1, Math.min(8, os.availableParallelism()));
+}
+
+const WORKER_URL = new URL('./tsne-worker.mjs', import.meta.url);
+
+/** Worker threads that share the work items of each iteration with the main thread (see tsne-worker.mjs). */
+class WorkerPool {
+  private ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL_WORDS));
+  private ports: MessagePort[] = [];
+  private workers: Worker[] = [];
+  private sentGeneration = -1;
+  private setupSent = false;
+
+  constructor(readonly count: number) {
+    for (let w = 0; w < count; w++) {
+      const { port1, port2 } = new MessageChannel();
+      // execArgv []: a plain worker, not a second tsx/vitest loader (the worker is plain JS)
+      const worker = new Worker(WORKER_URL, { workerData: { ctrl: this.ctrl, port: port2 }, transferList: [port2], execArgv: [] });
+      worker.unref();
+      port1.unref();
+      this.ports.push(port1);
+      this.workers.push(worker);
     }
-    let len = 0;
-    let t = 0;
-    while (t < count) {
-      if (len + 3 * tree.leafSize + 3 > list.length) {
-        const bigger = new Float64Array(list.length * 2);
-        bigger.set(list);
-        list = tree.listBuf = bigger;
-      }
-      const cx = comX[t], cy = comY[t];
-      const ddx = cx < minX ? minX - cx : cx > maxX ? cx - maxX : 0;
-      const ddy = cy < minY ? minY - cy : cy > maxY ? cy - maxY : 0;
-      if (side2[t] < theta2 * (ddx * ddx + ddy * ddy)) {
-        list[len++] = cx;
-        list[len++] = cy;
-        list[len++] = mass[t];
-        t = skip[t];
-      } else if (leafEnd[t] >= 0) {
-        for (let q = leafStart[t], e = leafEnd[t]; q < e; q++) {
-          list[len++] = px[q];
-          list[len++] = py[q];
-          list[len++] = 1;
-        }
-        t = skip[t];
-      } else {
-        t++;
-      }
+  }
+
+  /** Waits (blocking) until every worker has started; false after `ms` without them. */
+  ready(ms: number): boolean {
+    const until = Date.now() + ms;
+    for (;;) {
+      const r = Atomics.load(this.ctrl, READY);
+      if (r >= this.count) return true;
+      const left = until - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.ctrl, READY, r, left);
     }
-    for (let p = a; p < b; p++) {
-      const xi = px[p], yi = py[p];
-      let z = 0, fx = 0, fy = 0;
-      for (let r = 0; r < len; r += 3) {
-        const dx = xi - list[r];
-        const dy = yi - list[r + 1];
-        const w = 1 / (1 + dx * dx + dy * dy);
-        const mw = list[r + 2] * w;
-        z += mw;
-        const mw2 = mw * w;
-        fx += mw2 * dx;
-        fy += mw2 * dy;
-      }
-      // the self-pair (d = 0, w = 1) is in the list once: its own leaf is always opened
-      zOut[p] = z - 1;
-      fxOut[p] = fx;
-      fyOut[p] = fy;
+  }
+
+  /** Runs one iteration's work items on the workers and this thread; returns when all are done. */
+  run(view: IterationView, treeGeneration: number, list: Float64Array): Float64Array {
+    const { ctrl } = this;
+    const msg: Record<string, unknown> = { count: view.tree.count, leafCount: view.tree.leafCount, theta2: view.theta2, exaggeration: view.exaggeration };
+    if (!this.setupSent) {
+      msg.setup = { n: view.n, rowPtr: view.rowPtr, cols: view.cols, vals: view.vals, y: view.y, attr: view.attr };
+      this.setupSent = true;
     }
+    if (treeGeneration !== this.sentGeneration) {
+      msg.tree = view.tree;
+      this.sentGeneration = treeGeneration;
+    }
+    for (const p of this.ports) p.postMessage(msg);
+    Atomics.store(ctrl, NEXT, 0);
+    Atomics.store(ctrl, DONE, 0);
+    Atomics.add(ctrl, GEN, 1);
+    Atomics.notify(ctrl, GEN);
+    list = runItems(view, ctrl, list);
+    for (let d = Atomics.load(ctrl, DONE); d < this.count; d = Atomics.load(ctrl, DONE)) Atomics.wait(ctrl, DONE, d);
+    if (Atomics.load(ctrl, FAILED)) {
+      const why = this.ports.map((p) => receiveMessageOnPort(p)?.message).filter(Boolean).join('\n');
+      this.close();
+      throw new Error(`t-SNE worker thread failed: ${why}`);
+    }
+    return list;
+  }
+
+  close(): void {
+    for (const p of this.ports) p.postMessage({ exit: true });
+    Atomics.add(this.ctrl, GEN, 1);
+    Atomics.notify(this.ctrl, GEN);
+    for (const p of this.ports) p.close();
+    this.ports = [];
   }
 }
 
-const upperCache = new WeakMap<SparseMatrix, SparseMatrix>();
+/**
+ * The gradient of one P with reusable buffers, on `threads` threads (the main one included).
+ * The result does not depend on `threads`: every output is a fixed-order sum over inputs that
+ * the split does not change, and the sums across points run on this thread in index order.
+ */
+export class TsneGradient {
+  readonly tree: QuadTree;
+  /** threads actually used (1 if workers could not start). */
+  readonly threads: number;
+  private y: Float64Array;
+  private attr: Float64Array;
+  private rowPtr: Int32Array;
+  private cols: Int32Array;
+  private vals: Float64Array;
+  private list: Float64Array = new Float64Array(3 * 1024);
+  private pool?: WorkerPool;
 
-/** The entries with column > row of a symmetric sparse matrix (cached per matrix). */
-function upperTriangle(P: SparseMatrix): SparseMatrix {
-  const cached = upperCache.get(P);
-  if (cached) return cached;
-  const { n, rowPtr, cols, vals } = P;
-  const up = new Int32Array(n + 1);
-  let w = 0;
-  for (let i = 0; i < n; i++) for (let e = rowPtr[i]; e < rowPtr[i + 1]; e++) if (cols[e] > i) w++;
-  const c = new Int32Array(w);
-  const v = new Float64Array(w);
-  w = 0;
-  for (let i = 0; i < n; i++) {
-    up[i] = w;
-    for (let e = rowPtr[i]; e < rowPtr[i + 1]; e++) {
-      if (cols[e] > i) {
-        c[w] = cols[e];
-        v[w++] = vals[e];
+  constructor(readonly P: SparseMatrix, threads = 1, onLog?: (message: string) => void) {
+    const n = P.n;
+    let pool: WorkerPool | undefined;
+    if (threads > 1) {
+      pool = new WorkerPool(threads - 1);
+      if (!pool.ready(20_000)) {
+        pool.close();
+        pool = undefined;
+        onLog?.('t-SNE worker threads did not start within 20 s; continuing on one thread (same result, slower)');
       }
     }
+    this.pool = pool;
+    this.threads = pool ? threads : 1;
+    const A = pool ? sharedAlloc : heapAlloc;
+    this.tree = new QuadTree(n, 16, !!pool);
+    this.y = A.f64(2 * n);
+    this.attr = A.f64(2 * n);
+    const copy = <T extends Int32Array | Float64Array>(src: T, make: (len: number) => T): T => { const d = make(src.length); d.set(src); return d; };
+    this.rowPtr = pool ? copy(P.rowPtr, A.i32) : P.rowPtr;
+    this.cols = pool ? copy(P.cols, A.i32) : P.cols;
+    this.vals = pool ? copy(P.vals, A.f64) : P.vals;
   }
-  up[n] = w;
-  const U = { n, rowPtr: up, cols: c, vals: v };
-  upperCache.set(P, U);
-  return U;
+
+  /** grad ← ∂C/∂y / 4 for P scaled by `exaggeration`; returns Z, the normaliser of Q. */
+  compute(y: Float64Array, theta: number, exaggeration: number, grad: Float64Array): number {
+    const n = this.P.n;
+    const qt = this.tree;
+    this.y.set(y);
+    qt.build(this.y);
+    const view: IterationView = {
+      n, tree: qt.view(), theta2: theta * theta, exaggeration,
+      rowPtr: this.rowPtr, cols: this.cols, vals: this.vals, y: this.y, attr: this.attr,
+    };
+    if (this.pool) {
+      this.list = this.pool.run(view, qt.generation, this.list);
+    } else {
+      this.list = repulsionLeaves(view.tree, view.theta2, 0, qt.leafCount, this.list);
+      attractionRows(this.rowPtr, this.cols, this.vals, this.y, exaggeration, 0, n, this.attr);
+    }
+    const zs = qt.zBuf, fxs = qt.fxBuf, fys = qt.fyBuf; // by tree position
+    let z = 0;
+    for (let p = 0; p < n; p++) z += zs[p];
+    const invZ = 1 / z;
+    const order = qt.order;
+    const attr = this.attr;
+    for (let p = 0; p < n; p++) {
+      const i = order[p];
+      grad[2 * i] = attr[2 * i] - fxs[p] * invZ;
+      grad[2 * i + 1] = attr[2 * i + 1] - fys[p] * invZ;
+    }
+    return z;
+  }
+
+  /** Stops the workers (idempotent). */
+  close(): void {
+    this.pool?.close();
+    this.pool = undefined;
+  }
 }
 
 /**
  * grad ← ∂C/∂y / 4 (see the header) for P scaled by `exaggeration`, with the repulsion from the
- * quadtree (θ = 0: exact). Returns Z, the normaliser of Q.
+ * quadtree (θ = 0: exact). Returns Z, the normaliser of Q. One thread (TsneGradient for more).
  */
-export function gradient(P: SparseMatrix, y: Float64Array, theta: number, exaggeration: number, grad: Float64Array, tree?: QuadTree): number {
-  const n = P.n;
-  const qt = tree ?? new QuadTree(n);
-  qt.build(y);
-  const zs = qt.zBuf, fxs = qt.fxBuf, fys = qt.fyBuf; // by tree position
-  repulsionAll(qt, theta * theta, zs, fxs, fys);
-  let z = 0;
-  for (let p = 0; p < n; p++) z += zs[p];
-  const order = qt.order;
-  // Attraction: P is symmetric, so each pair is computed once and applied to both ends.
-  const { rowPtr, cols, vals } = upperTriangle(P);
-  const invZ = 1 / z;
-  grad.fill(0);
-  for (let i = 0; i < n; i++) {
-    const xi = y[2 * i], yi = y[2 * i + 1];
-    let ax = 0, ay = 0;
-    for (let e = rowPtr[i], end = rowPtr[i + 1]; e < end; e++) {
-      const j = cols[e];
-      const dx = xi - y[2 * j];
-      const dy = yi - y[2 * j + 1];
-      const pw = (exaggeration * vals[e]) / (1 + dx * dx + dy * dy);
-      ax += pw * dx;
-      ay += pw * dy;
-      grad[2 * j] -= pw * dx;
-      grad[2 * j + 1] -= pw * dy;
-    }
-    grad[2 * i] += ax;
-    grad[2 * i + 1] += ay;
-  }
-  for (let p = 0; p < n; p++) {
-    const i = order[p];
-    grad[2 * i] -= fxs[p] * invZ;
-    grad[2 * i + 1] -= fys[p] * invZ;
-  }
-  return z;
+export function gradient(P: SparseMatrix, y: Float64Array, theta: number, exaggeration: number, grad: Float64Array): number {
+  return new TsneGradient(P).compute(y, theta, exaggeration, grad);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -716,8 +792,10 @@ export function tsne(data: Float32Array, n: number, dim: number, opts: TsneOptio
   if (n === 1) return new Float32Array(2);
   const lr = opts.learningRate === undefined || opts.learningRate === 'auto' ? Math.max(n / exag, 200) : opts.learningRate;
   const rng = new Rng(opts.seed ?? 0);
+  const threads = opts.threads ?? defaultThreads(n);
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`tsne: threads must be an integer ≥ 1, got ${threads}`);
 
-  const P = inputAffinities(data, n, dim, perplexity);
+  const P = inputAffinities(data, n, dim, perplexity, opts.knn);
   let y: Float64Array;
   if (opts.init instanceof Float32Array) {
     if (opts.init.length !== n * 2) throw new RangeError(`tsne: init has ${opts.init.length} values, want ${n * 2}`);
@@ -732,30 +810,49 @@ export function tsne(data: Float32Array, n: number, dim: number, opts: TsneOptio
   const grad = new Float64Array(n * 2);
   const update = new Float64Array(n * 2);
   const gains = new Float64Array(n * 2);
-  const tree = new QuadTree(n);
-  for (let it = 0; it < iterations; it++) {
-    const early = it < exagIters;
-    if (it === 0 || it === exagIters) {
-      // new phase: sklearn restarts its optimiser (zero velocity, unit gains)
-      update.fill(0);
-      gains.fill(1);
+  const engine = new TsneGradient(P, threads, opts.onLog);
+  opts.onThreads?.(engine.threads);
+  try {
+    for (let it = 0; it < iterations; it++) {
+      const early = it < exagIters;
+      if (it === 0 || it === exagIters) {
+        // new phase: sklearn restarts its optimiser (zero velocity, unit gains)
+        update.fill(0);
+        gains.fill(1);
+      }
+      const momentum = early ? 0.5 : 0.8;
+      engine.compute(y, theta, early ? exag : 1, grad);
+      for (let t = 0; t < y.length; t++) {
+        const g = grad[t];
+        const u = update[t];
+        let gain = gains[t];
+        gain = u * g < 0 ? gain + 0.2 : gain * 0.8;
+        if (gain < 0.01) gain = 0.01;
+        gains[t] = gain;
+        const nu = momentum * u - lr * gain * g;
+        update[t] = nu;
+        y[t] += nu;
+      }
+      if (opts.onProgress && ((it + 1) % every === 0 || it + 1 === iterations)) opts.onProgress(it + 1, iterations);
     }
-    const momentum = early ? 0.5 : 0.8;
-    gradient(P, y, theta, early ? exag : 1, grad, tree);
-    for (let t = 0; t < y.length; t++) {
-      const g = grad[t];
-      const u = update[t];
-      let gain = gains[t];
-      gain = u * g < 0 ? gain + 0.2 : gain * 0.8;
-      if (gain < 0.01) gain = 0.01;
-      gains[t] = gain;
-      const nu = momentum * u - lr * gain * g;
-      update[t] = nu;
-      y[t] += nu;
-    }
-    if (opts.onProgress && ((it + 1) % every === 0 || it + 1 === iterations)) opts.onProgress(it + 1, iterations);
+  } finally {
+    engine.close();
   }
   return Float32Array.from(y);
+}
+
+/**
+ * tsne() with the exact neighbour search on the TF.js backend (linalg.selfKnn: blocked matrix
+ * products, float64 re-ranking), unless `opts.knn` is given. Same layout as tsne() up to the
+ * neighbour distances' last bits (float64 either way; the search itself is exact).
+ */
+export async function tsneAsync(data: Float32Array, n: number, dim: number, opts: TsneOptions = {}): Promise<Float32Array> {
+  if (n >= 2 && !opts.knn) {
+    const k = neighbourCount(n, opts.perplexity ?? 30);
+    const knn = await selfKnn(data, n, dim, k);
+    return tsne(data, n, dim, { ...opts, knn });
+  }
+  return tsne(data, n, dim, opts);
 }
 
 // ---------------------------------------------------------------------------------------------
