@@ -97,11 +97,13 @@ export function scatterSpec(
       { calculate: `datum.i < 0 ? 'unknown' : 'test #' + datum.i`, as: 'image id' },
     ],
     params: [{ name: 'zoom', select: 'interval', bind: 'scales' }],
-    mark: { type: 'circle', size: points.length > 3000 ? 10 : 24, opacity: 0.75, ...(hasHref ? { cursor: 'pointer' } : {}) },
+    // Misclassified points get a dark ring, as in the static picture.
+    mark: { type: 'circle', size: points.length > 3000 ? 10 : 24, opacity: 0.8, stroke: '#1d1f21', ...(hasHref ? { cursor: 'pointer' } : {}) },
     encoding: {
       x: { field: 'x', type: 'quantitative', title: opts.xTitle ?? 'x', scale: { zero: false }, ...axis },
       y: { field: 'y', type: 'quantitative', title: opts.yTitle ?? 'y', scale: { zero: false }, ...axis },
       color: { field: 'class', type: 'nominal', title: 'true class', scale: { domain, range: domain.map((_, k) => classColour(k)) } },
+      strokeWidth: { condition: { test: 'datum.p >= 0 && datum.p !== datum.l', value: 1.2 }, value: 0 },
       tooltip: [
         { field: 'class', type: 'nominal', title: 'class' },
         ...(hasPredicted ? [{ field: 'predicted', type: 'nominal' as const, title: 'predicted' }] : []),
