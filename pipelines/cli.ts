@@ -14,10 +14,12 @@ import type { BackendRequest } from './types';
 const HELP = `convlens ${CONVLENS_VERSION} — explain a trained CNN as a static website
 
 Usage:
-  convlens run [--report <id>]... [--only <technique>[,<technique>]] [--backend auto|webgpu|wasm|cpu|tensorflow] [--force] [--quick]
+  convlens run [--report <id>]... [--only <technique>[,<technique>]] [--backend auto|webgpu|wasm|cpu|tensorflow] [--jobs N] [--force] [--quick]
       compute what is missing for every report in reports/ (or the ones named), then write
       .convlens/site/manifest.json for the site (npm run build also runs astro build);
-      --quick uses each technique's fast preview parameters (fewer steps, smaller images)
+      --quick uses each technique's fast preview parameters (fewer steps, smaller images);
+      --jobs N computes up to N independent steps at once, each in its own worker process
+      (default: 2 on wasm/cpu with two or more cores, else 1; webgpu and tensorflow use 1)
   convlens cache gc
       remove cached results that the last run did not use
   convlens --help | --version
@@ -47,6 +49,7 @@ async function dispatch(argv: string[]): Promise<number> {
       report: { type: 'string', multiple: true },
       only: { type: 'string', multiple: true },
       backend: { type: 'string' },
+      jobs: { type: 'string', short: 'j' },
       force: { type: 'boolean' },
       quick: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -71,6 +74,12 @@ async function dispatch(argv: string[]): Promise<number> {
       process.stderr.write(`convlens: error: --backend ${backend} is not one of ${BACKENDS.join(', ')}\n`);
       return 2;
     }
+    const jobsText = (values.jobs as string | undefined) ?? process.env.CONVLENS_JOBS;
+    const jobs = jobsText === undefined ? undefined : Number(jobsText);
+    if (jobs !== undefined && !(Number.isInteger(jobs) && jobs >= 1)) {
+      process.stderr.write(`convlens: error: --jobs ${jobsText} is not a whole number ≥ 1 (use --jobs 1 to compute one step at a time)\n`);
+      return 2;
+    }
     const list = (v: unknown) => (v as string[] | undefined)?.flatMap((s) => s.split(',')).filter(Boolean);
     const summary = await runReports({
       root,
@@ -78,6 +87,7 @@ async function dispatch(argv: string[]): Promise<number> {
       reports: list(values.report),
       only: list(values.only),
       backend: backend as BackendRequest | undefined,
+      jobs,
       force: Boolean(values.force),
       quick: Boolean(values.quick),
     });

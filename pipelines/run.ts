@@ -2,10 +2,16 @@
  * The runner: for each report, load config, model and dataset; run the overview step and every
  * enabled technique whose result is not cached; write the site manifest. One technique's failure
  * is recorded (cache `<key>.err`, manifest entry with status 'error') and the others go on.
+ *
+ * With `jobs` > 1, steps run concurrently in worker processes (run-pool.ts, worker.ts), each step
+ * as soon as everything it needs has a result. A worker loads the model and dataset itself and
+ * writes its result into the cache; the code that computes a step is the same in both places.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { describeBackend, initBackend } from './backend';
@@ -16,11 +22,13 @@ import { ConvlensError, isConvlensError } from './errors';
 import { imageGrid, encodePng } from './images';
 import type { OverviewData, Provenance, ReportManifest, ResultEntry, SiteManifest, TechniqueInfo } from './manifest';
 import { loadModel, type LoadedModel } from './model/load';
-import { createProgress } from './progress';
+import { createProgress, type Progress } from './progress';
 import { techniques as registry } from './registry';
+import { interruptOnSignal, WorkerPool } from './run-pool';
+import { ProgressBoard } from './run-progress';
 import { Rng, seedFrom } from './rng';
 import { ResultWriter, type Technique } from './technique';
-import type { BackendInfo, BackendRequest, Dataset } from './types';
+import type { BackendInfo, BackendName, BackendRequest, Dataset } from './types';
 
 const require = createRequire(import.meta.url);
 export const CONVLENS_VERSION: string = require('../package.json').version;
@@ -41,7 +49,35 @@ export interface RunOptions {
   /** lay each technique's `quick` params under the config's: a fast, rough preview. */
   quick?: boolean;
   log?: (line: string) => void;
+  /** the techniques to run (default: the registry); steps run in-process unless techniquesModule is set too. */
   techniques?: Technique[];
+  /**
+   * a module exporting `techniques: Technique[]`, loaded by the runner and by every worker
+   * process in place of the registry (workers cannot receive function objects).
+   */
+  techniquesModule?: string;
+  /**
+   * steps computed at the same time, each in its own worker process; 1 = all in this process,
+   * one after the other. Default: defaultJobs(backend).
+   */
+  jobs?: number;
+}
+
+/**
+ * wasm and cpu compute on one thread, so a second process uses a second core (capped at 2: each
+ * worker holds its own copy of the model and dataset). webgpu and tensorflow parallelise inside.
+ */
+export function defaultJobs(backend: BackendName): number {
+  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, Math.min(os.availableParallelism(), 2)) : 1;
+}
+
+/** The `techniques` list of a module (runReports' techniquesModule option; worker processes). */
+export async function loadTechniquesModule(file: string): Promise<Technique[]> {
+  const mod = (await import(pathToFileURL(path.resolve(file)).href)) as { techniques?: unknown };
+  if (!Array.isArray(mod.techniques)) {
+    throw new ConvlensError('exports no `techniques` array', { file, field: 'techniques', fix: 'export const techniques: Technique[] = [...]' });
+  }
+  return mod.techniques as Technique[];
 }
 
 export interface RunSummary {
@@ -66,7 +102,10 @@ export async function runReports(options: RunOptions = {}): Promise<RunSummary> 
   const root = path.resolve(options.root ?? process.cwd());
   const workDir = path.resolve(options.workDir ?? path.join(root, '.convlens'));
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const techniques = options.techniques ?? registry;
+  const techniques = options.techniquesModule ? await loadTechniquesModule(options.techniquesModule) : options.techniques ?? registry;
+  if (options.jobs !== undefined && (!Number.isInteger(options.jobs) || options.jobs < 1)) {
+    throw new ConvlensError(`jobs must be a whole number ≥ 1, got ${options.jobs}`, { field: 'jobs', fix: 'use --jobs 1, 2, …' });
+  }
   const cache = new ResultCache(path.join(workDir, 'cache'));
   const siteDir = path.join(workDir, 'site');
   const summary: RunSummary = { computed: [], reused: [], failures: [], manifestFile: path.join(siteDir, 'manifest.json'), usedKeys: [] };
@@ -88,8 +127,11 @@ export async function runReports(options: RunOptions = {}): Promise<RunSummary> 
   for (const id of ids) {
     const report = await loadReportConfig(path.join(root, 'reports', id, 'report.config.ts'));
     const backend = await initBackend(options.backend ?? report.backend ?? 'auto', { log });
-    log(`report ${id}: backend ${backend.name} (${backend.adapter})`);
-    const manifest = await runReport(report, backend, { cache, techniques, options, log, summary });
+    // Technique objects handed in without a module cannot reach a worker process: run them here.
+    const inProcessOnly = Boolean(options.techniques && !options.techniquesModule);
+    const jobs = inProcessOnly ? 1 : options.jobs ?? defaultJobs(backend.name);
+    log(`report ${id}: backend ${backend.name} (${backend.adapter}), ${jobs} job${jobs === 1 ? '' : 's'}`);
+    const manifest = await runReport(report, backend, { cache, techniques, options, log, summary, jobs });
     reports.push(manifest);
   }
 
@@ -115,14 +157,23 @@ interface RunContext {
   options: RunOptions;
   log: (line: string) => void;
   summary: RunSummary;
+  jobs: number;
 }
 
-async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunContext): Promise<ReportManifest> {
+/** The model and dataset a report computes on, checked against each other. */
+export interface ReportInputs {
+  report: ResolvedReport;
+  model: LoadedModel;
+  dataset: Dataset;
+}
+
+/** Loads and checks a report's model and dataset (the runner and each worker process do this). */
+export async function loadInputs(report: ResolvedReport, log: (line: string) => void): Promise<ReportInputs> {
   const { config } = report;
   const model = await loadModel(report.modelDir);
   try {
     const preprocessing = resolvePreprocessing(config.preprocessing, model.inputShape, report.configFile);
-    const dataset = await openDataset(config.dataset, { configFile: report.configFile, baseDir: report.dir, preprocessing, log: rc.log });
+    const dataset = await openDataset(config.dataset, { configFile: report.configFile, baseDir: report.dir, preprocessing, log });
     checkDatasetFitsModel(dataset, model.inputShape, report.configFile);
     if (config.classNames) {
       if (config.classNames.length !== dataset.classNames.length) {
@@ -133,7 +184,100 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
       dataset.classNames = config.classNames;
     }
     checkClassCount(model, dataset, report.configFile);
+    return { report, model, dataset };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
 
+/** A technique's parameters as the config (and --quick) set them; a bad value is a user error. */
+export function parseParams(technique: Technique, report: ResolvedReport, quick: boolean): unknown {
+  const setting = report.config.techniques[technique.id];
+  const input = setting === false ? {} : setting;
+  const parsed = technique.params.safeParse(quick ? { ...technique.quick, ...input } : input ?? {});
+  if (!parsed.success) {
+    const field = (issue: z.core.$ZodIssue) => ['techniques', technique.id, ...issue.path.map(String)].join('.');
+    throw new ConvlensError(`invalid parameters: ${parsed.error.issues.map((i) => `${field(i)}: ${i.message}`).join('; ')}`, { file: report.configFile });
+  }
+  return parsed.data;
+}
+
+export const overviewParams = (report: ResolvedReport) => ({ samplesPerClass: report.config.samplesPerClass });
+
+/** What computing one step means, in-process or in a worker: the same code, so the same bytes. */
+export function stepCompute(
+  name: string,
+  inputs: ReportInputs,
+  ctx: { technique?: Technique; params: unknown; deps: Record<string, unknown>; depDirs: Record<string, string>; backend: BackendInfo },
+  log: (line: string) => void,
+  progress: Progress,
+): (out: ResultWriter, provenance: Provenance) => Promise<unknown> {
+  const { report, model, dataset } = inputs;
+  if (!ctx.technique) {
+    return (out) => computeOverview(model, dataset, overviewParams(report).samplesPerClass, out, progress);
+  }
+  const technique = ctx.technique;
+  return async (out, prov) => {
+    const data = await technique.run({
+      params: ctx.params, model, dataset, deps: ctx.deps, depDirs: ctx.depDirs, out, rng: new Rng(prov.seed), seed: prov.seed, backend: ctx.backend,
+      report: { id: report.id, dir: report.dir, configFile: report.configFile },
+      log: (m) => log(`  ${name}: ${m}`),
+      progress: (d, t) => progress.update(d, t),
+    });
+    progress.done('done');
+    return data;
+  };
+}
+
+/**
+ * Computes one step into the cache: `<key>.tmp-<pid>` renamed into place when complete,
+ * `<key>.err` on failure (then rethrown). Used in-process and by worker processes.
+ */
+export async function computeInto(
+  cache: ResultCache,
+  key: string,
+  provenance: Provenance,
+  compute: (out: ResultWriter, provenance: Provenance) => Promise<unknown>,
+  log: (line: string) => void,
+): Promise<StoredResult> {
+  const started = Date.now();
+  const prov = { ...provenance, startedAt: new Date(started).toISOString() };
+  const tensorsBefore = tf.memory().numTensors;
+  const stored = await cache.write(key, async (tmp) => {
+    const data = await compute(new ResultWriter(tmp), prov);
+    return { data, provenance: { ...prov, wallTimeMs: Date.now() - started } };
+  });
+  const leaked = tf.memory().numTensors - tensorsBefore;
+  if (leaked > 0) log(`  warning: ${provenance.technique} left ${leaked} tensors allocated`);
+  return stored;
+}
+
+/** One planned step of a report: the overview or an enabled technique. */
+interface Planned {
+  name: string;
+  key: string;
+  version: number;
+  params: unknown;
+  needs: string[];
+  technique?: Technique;
+}
+
+/** How a step ended; folded into the run summary in plan order once all steps are done. */
+interface Outcome {
+  entry: ResultEntry;
+  status: 'computed' | 'reused' | 'failed';
+  /** false for a step that never ran because what it needs failed (no key used). */
+  usedKey: boolean;
+}
+
+async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunContext): Promise<ReportManifest> {
+  const { config } = report;
+  const inputs = await loadInputs(report, rc.log);
+  const { model, dataset } = inputs;
+  let pool: WorkerPool | undefined;
+  let uninstall = () => {};
+  try {
     const base: StepBase = {
       modelId: model.id,
       datasetId: dataset.id,
@@ -142,45 +286,61 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
       seed: config.seed,
     };
 
-    const overviewParams = { samplesPerClass: config.samplesPerClass };
-    const overview = await step(rc, report.id, 'overview', cacheKey({ ...base, step: 'overview', version: 1, params: overviewParams }), (out) =>
-      computeOverview(model, dataset, overviewParams.samplesPerClass, out),
-    1, overviewParams, base, backend);
-
-    const results: Record<string, ResultEntry> = {};
+    // Plan first (parameters, keys), so that a bad parameter stops the run before any compute.
+    const plans: Planned[] = [{ name: 'overview', key: cacheKey({ ...base, step: 'overview', version: 1, params: overviewParams(report) }), version: 1, params: overviewParams(report), needs: [] }];
     const keys = new Map<string, string>();
     // --only runs the named techniques and what they need; others are shown if already cached.
     const selected = rc.options.only?.length ? withNeeds(rc.options.only, rc.techniques) : undefined;
     for (const technique of orderByNeeds(rc.techniques)) {
-      const setting = config.techniques[technique.id];
-      if (setting === false) continue;
-      const parsed = technique.params.safeParse(rc.options.quick ? { ...technique.quick, ...setting } : setting ?? {});
-      if (!parsed.success) {
-        const field = (issue: z.core.$ZodIssue) => ['techniques', technique.id, ...issue.path.map(String)].join('.');
-        throw new ConvlensError(`invalid parameters: ${parsed.error.issues.map((i) => `${field(i)}: ${i.message}`).join('; ')}`, { file: report.configFile });
-      }
-      const missing = technique.needs.filter((n) => !keys.has(n) || results[n]?.status !== 'ok');
-      const key = cacheKey({ ...base, technique: technique.id, version: technique.version, params: parsed.data, needs: technique.needs.map((n) => keys.get(n) ?? n) });
+      if (config.techniques[technique.id] === false) continue;
+      const params = parseParams(technique, report, Boolean(rc.options.quick));
+      const key = cacheKey({ ...base, technique: technique.id, version: technique.version, params, needs: technique.needs.map((n) => keys.get(n) ?? n) });
       keys.set(technique.id, key);
       if (selected && !selected.has(technique.id) && !rc.cache.has(key)) continue;
-      if (missing.length) {
-        results[technique.id] = failedEntry(technique, key, `needs ${missing.join(', ')}, which did not produce a result`, parsed.data, base, backend);
-        rc.summary.failures.push({ report: report.id, step: technique.id, message: results[technique.id].error! });
-        continue;
-      }
-      const deps = Object.fromEntries(technique.needs.map((n) => [n, results[n].data]));
-      const depDirs = Object.fromEntries(technique.needs.map((n) => [n, rc.cache.dirOf(keys.get(n)!)]));
-      results[technique.id] = await step(rc, report.id, technique.id, key, async (out, prov) => {
-        const progress = createProgress(`${report.id}/${technique.id}`);
-        const data = await technique.run({
-          params: parsed.data, model, dataset, deps, depDirs, out, rng: new Rng(prov.seed), seed: prov.seed, backend,
-          report: { id: report.id, dir: report.dir, configFile: report.configFile },
-          log: (m) => rc.log(`  ${technique.id}: ${m}`),
-          progress: (d, t) => progress.update(d, t),
-        });
-        progress.done('done');
-        return data;
-      }, technique.version, parsed.data, base, backend);
+      plans.push({ name: technique.id, key, version: technique.version, params, needs: technique.needs, technique });
+    }
+
+    // Worker processes only pay off with two or more steps to compute.
+    const toCompute = plans.filter((p) => rc.options.force || !rc.cache.has(p.key)).length;
+    let log = rc.log;
+    let board: ProgressBoard | undefined;
+    if (rc.jobs > 1 && toCompute > 1) {
+      const b = (board = new ProgressBoard());
+      log = (line) => b.log(line, rc.log);
+      pool = new WorkerPool(rc.jobs, { log });
+      uninstall = interruptOnSignal(pool, rc.cache.root);
+      log(`  running up to ${rc.jobs} steps at a time in worker processes`);
+    }
+
+    const outcomes = new Map<string, Promise<Outcome>>();
+    for (const p of plans) {
+      const outcome = (async (): Promise<Outcome> => {
+        // A step starts when everything it needs has a result (or has failed).
+        const needs = await Promise.all(p.needs.map((n) => outcomes.get(n)));
+        const missing = p.needs.filter((_, i) => needs[i]?.entry.status !== 'ok');
+        if (missing.length) {
+          const entry = failedEntry(p, `needs ${missing.join(', ')}, which did not produce a result`, base, backend);
+          return { entry, status: 'failed', usedKey: false };
+        }
+        const deps = Object.fromEntries(p.needs.map((n, i) => [n, needs[i]!.entry.data]));
+        const depDirs = Object.fromEntries(p.needs.map((n) => [n, rc.cache.dirOf(keys.get(n)!)]));
+        return step(rc, report, p, base, backend, log, pool && board ? { pool, board } : undefined, depDirs, (progress) =>
+          stepCompute(p.name, inputs, { technique: p.technique, params: p.params, deps, depDirs, backend }, log, progress));
+      })();
+      outcomes.set(p.name, outcome);
+      // One job: exactly the sequential order of a plain run.
+      if (!pool) await outcome;
+    }
+    const results: Record<string, ResultEntry> = {};
+    let overview: ResultEntry | undefined;
+    for (const p of plans) {
+      const o = await outcomes.get(p.name)!;
+      if (o.usedKey) rc.summary.usedKeys.push(p.key);
+      if (o.status === 'computed') rc.summary.computed.push(`${report.id}/${p.name}`);
+      if (o.status === 'reused') rc.summary.reused.push(`${report.id}/${p.name}`);
+      if (o.status === 'failed') rc.summary.failures.push({ report: report.id, step: p.name, message: o.entry.error! });
+      if (p.technique) results[p.name] = o.entry;
+      else overview = o.entry;
     }
 
     return {
@@ -210,46 +370,57 @@ async function runReport(report: ResolvedReport, backend: BackendInfo, rc: RunCo
       results,
     };
   } finally {
+    await pool?.close();
+    uninstall();
     model.dispose();
   }
 }
 
-/** Runs one cached step: reuse, or compute atomically; failures become 'error' entries. */
+/** Runs one cached step: reuse, or compute atomically (here or in a worker); failures become 'error' entries. */
 async function step(
   rc: RunContext,
-  reportId: string,
-  name: string,
-  key: string,
-  compute: (out: ResultWriter, provenance: Provenance) => Promise<unknown>,
-  version: number,
-  params: unknown,
+  report: ResolvedReport,
+  p: Planned,
   base: StepBase,
   backend: BackendInfo,
-): Promise<ResultEntry> {
-  rc.summary.usedKeys.push(key);
-  if (rc.cache.has(key) && !rc.options.force) {
-    rc.summary.reused.push(`${reportId}/${name}`);
-    return entryOf(name, rc.cache.read(key));
-  }
+  log: (line: string) => void,
+  workers: { pool: WorkerPool; board: ProgressBoard } | undefined,
+  depDirs: Record<string, string>,
+  compute: (progress: Progress) => (out: ResultWriter, provenance: Provenance) => Promise<unknown>,
+): Promise<Outcome> {
+  const { name, key } = p;
+  if (rc.cache.has(key) && !rc.options.force) return { entry: entryOf(name, rc.cache.read(key)), status: 'reused', usedKey: true };
   const started = Date.now();
-  const provenance = provenanceOf(name, version, params, key, base, describeBackend() ?? backend, started);
-  const tensorsBefore = tf.memory().numTensors;
+  const provenance = provenanceOf(name, p.version, p.params, key, base, describeBackend() ?? backend, started);
+  const label = p.technique ? `${report.id}/${name}` : 'overview';
+  let progress: (Progress & { cancel?: () => void }) | undefined;
   try {
     if (rc.options.force && rc.cache.has(key)) fs.rmSync(rc.cache.dirOf(key), { recursive: true, force: true });
-    const stored = await rc.cache.write(key, async (tmp) => {
-      const data = await compute(new ResultWriter(tmp), provenance);
-      return { data, provenance: { ...provenance, wallTimeMs: Date.now() - started } };
-    });
-    rc.summary.computed.push(`${reportId}/${name}`);
-    const leaked = tf.memory().numTensors - tensorsBefore;
-    if (leaked > 0) rc.log(`  warning: ${name} left ${leaked} tensors allocated`);
-    return entryOf(name, stored);
+    let stored: StoredResult;
+    if (workers) {
+      progress = workers.board.start(label);
+      await workers.pool.run(
+        {
+          configFile: path.join(report.dir, 'report.config.ts'), backend: backend.name, techniquesModule: rc.options.techniquesModule,
+          step: name, overview: !p.technique, key, cacheRoot: rc.cache.root, quick: Boolean(rc.options.quick), provenance, depDirs,
+        },
+        { log, progress },
+      );
+      stored = rc.cache.read(key);
+    } else {
+      stored = await computeInto(rc.cache, key, provenance, compute(createProgress(label)), log);
+    }
+    return { entry: entryOf(name, stored), status: 'computed', usedKey: true };
   } catch (e) {
+    progress?.cancel?.();
     const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    rc.log(`  ${name}: FAILED: ${message}`);
-    if (!isConvlensError(e) && e instanceof Error && e.stack && process.env.CONVLENS_DEBUG) rc.log(e.stack);
-    rc.summary.failures.push({ report: reportId, step: name, message });
-    return { technique: name, status: 'error', error: message, key, assetBase: '', files: [], provenance: { ...provenance, wallTimeMs: Date.now() - started } };
+    log(`  ${name}: FAILED: ${message}`);
+    if (!isConvlensError(e) && e instanceof Error && e.stack && process.env.CONVLENS_DEBUG) log(e.stack);
+    return {
+      entry: { technique: name, status: 'error', error: message, key, assetBase: '', files: [], provenance: { ...provenance, wallTimeMs: Date.now() - started } },
+      status: 'failed',
+      usedKey: true,
+    };
   }
 }
 
@@ -267,10 +438,10 @@ function provenanceOf(name: string, version: number, params: unknown, key: strin
 }
 
 /** A step that could not run (what it needs failed): an error entry, nothing cached. */
-function failedEntry(technique: Technique, key: string, message: string, params: unknown, base: StepBase, backend: BackendInfo): ResultEntry {
+function failedEntry(p: Planned, message: string, base: StepBase, backend: BackendInfo): ResultEntry {
   return {
-    technique: technique.id, status: 'error', error: message, key, assetBase: '', files: [],
-    provenance: provenanceOf(technique.id, technique.version, params, key, base, backend, Date.now()),
+    technique: p.name, status: 'error', error: message, key: p.key, assetBase: '', files: [],
+    provenance: provenanceOf(p.name, p.version, p.params, p.key, base, backend, Date.now()),
   };
 }
 
@@ -318,7 +489,7 @@ function checkClassCount(model: LoadedModel, dataset: Dataset, file: string) {
 }
 
 /** Accuracy on the test split (one streamed pass) and sample thumbnails per class. */
-async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerClass: number, out: ResultWriter): Promise<OverviewData> {
+async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerClass: number, out: ResultWriter, progress: Progress): Promise<OverviewData> {
   const classes = dataset.classNames.length;
   const split = dataset.splitSizes.test > 0 ? 'test' : 'train';
   const total = dataset.splitSizes[split];
@@ -326,7 +497,6 @@ async function computeOverview(model: LoadedModel, dataset: Dataset, samplesPerC
   const seen = new Array<number>(classes).fill(0);
   const [h, w, c] = dataset.imageShape;
   const tiles: { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 }[][] = Array.from({ length: classes }, () => []);
-  const progress = createProgress('overview');
   let done = 0;
   for await (const batch of dataset.batches(split, 256)) {
     const predicted = tf.tidy(() => {
