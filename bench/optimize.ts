@@ -1,12 +1,16 @@
 /**
  * Steps per second of the optimisation engine, per technique: on the report's model
- * (reports/fashion-mnist/model, once trained) and on the random perceptual net at 224 px.
+ * (reports/fashion-mnist/model, once trained) and on each perceptual network (the random
+ * multi-scale net and the MobileNetV2 backbone from nsfwjs) at several sizes.
  *
  *   npx tsx bench/optimize.ts [backend=wasm] [steps=20]
+ *   env: BENCH_NETS=random,mobilenet-v2  BENCH_SIZES=128,224  BENCH_CASES=model,texture,style
  *
- * Each case runs `steps` steps after a 2-step warm-up; prints one JSON line per case.
+ * Each case runs `steps` steps after a 2-step warm-up; prints one JSON line per case, with the
+ * 1-minute load average before and after (the machine may be shared).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../pipelines/backend';
@@ -16,7 +20,7 @@ import {
   channelMean, classLogit, convStageLayers, featureMatch, gram, gramMatch, l2Decay, modelForward, optimizeImage,
   spreadChannels, standardTransforms, totalVariation, alphaNorm, type OptimizeOptions,
 } from '../pipelines/engines/optimize-image';
-import { buildRandomNet } from '../pipelines/engines/perceptual';
+import { buildRandomNet, loadMobileNetV2Backbone, type PerceptualNet } from '../pipelines/engines/perceptual';
 import { findLayers } from '../pipelines/techniques/features';
 import type { BackendRequest } from '../pipelines/types';
 
@@ -24,14 +28,25 @@ const backend = (process.argv[2] ?? 'wasm') as BackendRequest;
 const steps = Number(process.argv[3] ?? 20);
 const info = await initBackend(backend);
 
+const list = (v: string | undefined, d: string) => (v ?? d).split(',').filter(Boolean);
+const nets = list(process.env.BENCH_NETS, 'random,mobilenet-v2');
+const sizes = list(process.env.BENCH_SIZES, '128,224').map(Number);
+const cases = list(process.env.BENCH_CASES, 'model,texture,style');
+
 function time(name: string, o: Omit<OptimizeOptions, 'steps' | 'rng'>): void {
   optimizeImage({ ...o, steps: 2, rng: new Rng(1) });
+  const load0 = os.loadavg()[0];
   const r = optimizeImage({ ...o, steps, rng: new Rng(1) });
-  console.log(JSON.stringify({ case: name, backend: info.adapter, batch: o.batch, size: o.height, steps, seconds: +r.seconds.toFixed(2), stepsPerSecond: +(steps / r.seconds).toFixed(2) }));
+  console.log(JSON.stringify({
+    case: name, backend: info.adapter, batch: o.batch, size: o.height, steps, seconds: +r.seconds.toFixed(2),
+    stepsPerSecond: +(steps / r.seconds).toFixed(3), load1: [+load0.toFixed(2), +os.loadavg()[0].toFixed(2)],
+  }));
 }
 
 const modelDir = path.resolve('reports/fashion-mnist/model');
-if (fs.existsSync(path.join(modelDir, 'model.json'))) {
+if (!cases.includes('model')) {
+  // skipped on request
+} else if (fs.existsSync(path.join(modelDir, 'model.json'))) {
   const model = await loadModel(modelDir);
   const [h, w, c] = model.inputShape;
   const pre = { size: [h, w] as [number, number], channels: c as 1, fit: 'fill' as const, normalize: { kind: 'range' as const, min: 0, max: 1 } };
@@ -61,21 +76,24 @@ if (fs.existsSync(path.join(modelDir, 'model.json'))) {
   console.log(JSON.stringify({ skipped: 'report model', reason: `${modelDir}/model.json not found (train it first)` }));
 }
 
-for (const size of [128, 224]) {
-  const net = buildRandomNet();
-  const x = tf.randomUniform([1, size, size, 3]) as tf.Tensor4D;
-  const grams = tf.tidy(() => { const a = net.forward(x, net.layers); return net.layers.map((l) => gram(a[l] as tf.Tensor4D)); });
-  const content = tf.tidy(() => net.forward(x, [net.defaultContentLayer])[net.defaultContentLayer]);
-  const style = net.layers.map((l, i) => gramMatch(l, grams[i]));
-  time(`texture-synthesis (random net, ${size} px)`, {
-    batch: 1, height: size, width: size, channels: 3, forward: net.forward, lr: 0.05,
-    param: { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 }, transforms: null, terms: style,
-  });
-  time(`style-transfer (random net, ${size} px)`, {
-    batch: 1, height: size, width: size, channels: 3, forward: net.forward, lr: 0.03, init: x.dataSync() as Float32Array,
-    param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 }, transforms: null,
-    terms: [featureMatch(net.defaultContentLayer, content), ...style, totalVariation(2)],
-  });
-  tf.dispose([x, content, ...grams]);
+// the techniques' own settings (texture-synthesis.ts, style-transfer.ts): same terms, same parameterisation
+for (const which of nets) {
+  const net: PerceptualNet = which === 'random' ? buildRandomNet() : await loadMobileNetV2Backbone();
+  for (const size of sizes) {
+    const x = tf.randomUniform([1, size, size, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
+    const styleLayers = net.defaultStyleLayers;
+    const grams = tf.tidy(() => { const a = net.forward(x, styleLayers); return styleLayers.map((l) => gram(a[l] as tf.Tensor4D)); });
+    const content = tf.tidy(() => net.forward(x, [net.defaultContentLayer])[net.defaultContentLayer]);
+    const style = styleLayers.map((l, i) => gramMatch(l, grams[i]));
+    const common = { batch: 1, height: size, width: size, channels: 3, forward: net.forward, transforms: null };
+    if (cases.includes('texture')) time(`texture-synthesis (${which}, ${size} px)`, {
+      ...common, lr: 0.05, param: { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 }, terms: style,
+    });
+    if (cases.includes('style')) time(`style-transfer (${which}, ${size} px)`, {
+      ...common, lr: 0.03, init: x.dataSync() as Float32Array, param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 },
+      terms: [featureMatch(net.defaultContentLayer, content), ...style, totalVariation(2)],
+    });
+    tf.dispose([x, content, ...grams]);
+  }
   net.dispose();
 }

@@ -11,8 +11,16 @@
  *   pixels. Weights come from the seeded Rng: reproducible, nothing to download.
  * - `loadPerceptualModel`: a user's own TF.js LayersModel (e.g. a Keras VGG-19 converted with
  *   tensorflowjs_converter, exported with a fixed input size), read by the standard loader.
+ * - `loadMobileNetV2Backbone`: the MobileNetV2 shipped inside the npm package nsfwjs@4.4.0 (MIT,
+ *   Copyright Infinite Red; ImageNet-initialised, fine-tuned by its authors for content
+ *   moderation). Its files are JS modules wrapping the Keras model JSON and base64 uint8-quantised
+ *   weights; we read them as text (never evaluated), cut the network after its last conv block,
+ *   dequantise, write a plain LayersModel folder and load it through the standard loader. The
+ *   classifier head (pooling, dense layers, class names) is dropped before anything is loaded.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
@@ -139,6 +147,211 @@ export async function loadPerceptualModel(spec: PerceptualModelSpec): Promise<Pe
   };
 }
 
+// ---------------------------------------------------------------- MobileNetV2 from nsfwjs
+
+/** The nsfwjs release whose files we know how to read (the layer names below are its). */
+export const NSFWJS_VERSION = '4.4.0';
+/** Last layer of the convolutional backbone (7×7×1280 at 224 px); everything after it is the classifier head. */
+export const MOBILENET_BACKBONE_END = 'out_relu';
+/**
+ * Gatys-style defaults, shallow to deep, one ReLU6 per resolution: the expansion ReLUs at the
+ * start of the blocks that work at 1/2, 1/2, 1/4, 1/8 and 1/16 of the input side (the layers a
+ * MobileNetV2 U-Net taps as skip connections). Content: the 1/8 layer, like VGG's relu4_2.
+ */
+export const MOBILENET_STYLE_LAYERS = ['Conv1_relu', 'block_1_expand_relu', 'block_3_expand_relu', 'block_6_expand_relu', 'block_13_expand_relu'];
+export const MOBILENET_CONTENT_LAYER = 'block_6_expand_relu';
+
+const NSFWJS_FIX = `install it next to convlens: \`npm install nsfwjs@${NSFWJS_VERSION}\` (MIT; convlens reads only its MobileNetV2 files), or use perceptualModel: { kind: 'random' }.`;
+
+/** The nsfwjs package folder, found like Node finds packages (its exports map hides package.json from require.resolve). */
+export function findNsfwjs(from = import.meta.url): string {
+  const require = createRequire(from);
+  for (const dir of require.resolve.paths('nsfwjs') ?? []) {
+    if (fs.existsSync(path.join(dir, 'nsfwjs', 'package.json'))) return path.join(dir, 'nsfwjs');
+  }
+  throw new ConvlensError('the perceptual network \'mobilenet-v2\' comes from the npm package nsfwjs, which is not installed.', {
+    field: 'perceptualModel.kind', fix: NSFWJS_FIX,
+  });
+}
+
+/**
+ * Parses the JSON-like literal a minified JS module exports (`exports=` followed by an object or
+ * a string) WITHOUT evaluating it: unquoted keys, `!0`/`!1` for true/false, numbers such as `.5`.
+ * Anything else (a call, a variable) is refused, so a tampered file cannot run code.
+ */
+export function parseExportedLiteral(src: string, file = 'module'): unknown {
+  const m = /\bexports\s*=\s*(?=[{["'])/.exec(src);
+  if (!m) throw new Error(`${file}: no \`exports = <literal>\` found`);
+  let i = m.index + m[0].length;
+  const fail = (what: string): never => { throw new Error(`${file}: ${what} at offset ${i}: '${src.slice(i, i + 30)}'`); };
+  const ws = () => { while (i < src.length && /\s/.test(src[i])) i++; };
+  const str = (): string => {
+    const q = src[i++];
+    let out = '';
+    for (;;) {
+      const c = src[i++];
+      if (c === undefined) fail('unterminated string');
+      if (c === q) return out;
+      if (c !== '\\') { out += c; continue; }
+      const e = src[i++];
+      if (e === 'u') { out += String.fromCharCode(parseInt(src.slice(i, i + 4), 16)); i += 4; }
+      else out += ({ n: '\n', t: '\t', r: '\r', b: '\b', f: '\f', '0': '\0' } as Record<string, string>)[e] ?? e;
+    }
+  };
+  const value = (): unknown => {
+    ws();
+    const c = src[i];
+    if (c === '{') {
+      i++;
+      const o: Record<string, unknown> = {};
+      for (ws(); src[i] !== '}'; ws()) {
+        let key: string;
+        if (src[i] === '"' || src[i] === "'") key = str();
+        else { const k = /^[A-Za-z_$][\w$]*|^\d+/.exec(src.slice(i, i + 200)); if (!k) fail('expected a key'); key = k![0]; i += key.length; }
+        ws(); if (src[i++] !== ':') fail('expected :');
+        o[key] = value();
+        ws(); if (src[i] === ',') i++; else if (src[i] !== '}') fail('expected , or }');
+      }
+      i++;
+      return o;
+    }
+    if (c === '[') {
+      i++;
+      const a: unknown[] = [];
+      for (ws(); src[i] !== ']'; ws()) {
+        a.push(value());
+        ws(); if (src[i] === ',') i++; else if (src[i] !== ']') fail('expected , or ]');
+      }
+      i++;
+      return a;
+    }
+    if (c === '"' || c === "'") return str();
+    if (src.startsWith('!0', i)) { i += 2; return true; }
+    if (src.startsWith('!1', i)) { i += 2; return false; }
+    for (const [w, v] of [['null', null], ['true', true], ['false', false]] as const) if (src.startsWith(w, i)) { i += w.length; return v; }
+    const n = /^-?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?/i.exec(src.slice(i, i + 40));
+    if (!n) fail('not a literal');
+    i += n![0].length;
+    return Number(n![0]);
+  };
+  return value();
+}
+
+/** uint8/uint16 affine quantisation as tensorflowjs_converter writes it: x = q·scale + min. */
+export function dequantize(q: Uint8Array | Uint16Array, scale: number, min: number): Float32Array {
+  const out = new Float32Array(q.length);
+  for (let i = 0; i < q.length; i++) out[i] = q[i] * scale + min;
+  return out;
+}
+
+interface RawLayer { name: string; class_name: string; inbound_nodes: [string, number, number, unknown][][] }
+interface RawWeight { name: string; shape: number[]; dtype: string; quantization?: { dtype: string; scale: number; min: number } }
+
+/** The topology cut after `end` (kept: `end` and its ancestors) and the float32 weights of the kept layers. */
+export function cutBackbone(modelJson: { modelTopology: Record<string, unknown>; weightsManifest: { paths: string[]; weights: RawWeight[] }[] }, bytes: Uint8Array, end: string) {
+  const topology = structuredClone(modelJson.modelTopology) as { model_config: { config: { layers: RawLayer[]; output_layers: unknown } } } & Record<string, unknown>;
+  const layers = topology.model_config.config.layers;
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  if (!byName.has(end)) throw new Error(`the model has no layer '${end}'`);
+  const keep = new Set<string>();
+  const visit = (n: string) => {
+    if (keep.has(n)) return;
+    keep.add(n);
+    for (const node of byName.get(n)!.inbound_nodes) for (const [from] of node) visit(from);
+  };
+  visit(end);
+  topology.model_config.config.layers = layers.filter((l) => keep.has(l.name));
+  topology.model_config.config.output_layers = [[end, 0, 0]];
+  delete topology.training_config; // the head's optimiser settings: not ours to carry
+  const specs: { name: string; shape: number[]; dtype: 'float32' }[] = [];
+  const parts: Float32Array[] = [];
+  let offset = 0;
+  for (const w of modelJson.weightsManifest.flatMap((g) => g.weights)) {
+    const n = w.shape.reduce((a, b) => a * b, 1);
+    const q = w.quantization;
+    const width = q ? (q.dtype === 'uint8' ? 1 : q.dtype === 'uint16' ? 2 : 0) : w.dtype === 'float32' ? 4 : 0;
+    if (!width) throw new Error(`weight ${w.name}: unsupported dtype ${q?.dtype ?? w.dtype}`);
+    const raw = bytes.slice(offset, offset + n * width);
+    offset += n * width;
+    if (!keep.has(w.name.slice(0, w.name.lastIndexOf('/')))) continue;
+    specs.push({ name: w.name, shape: w.shape, dtype: 'float32' });
+    parts.push(!q ? new Float32Array(raw.buffer) : dequantize(width === 1 ? raw : new Uint16Array(raw.buffer), q.scale, q.min));
+  }
+  if (offset !== bytes.length) throw new Error(`the weights manifest describes ${offset} bytes, the shard holds ${bytes.length}`);
+  const data = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) { data.set(p, o); o += p.length; }
+  return { topology, weights: specs, data };
+}
+
+/**
+ * Writes the nsfwjs MobileNetV2 backbone as a plain TF.js LayersModel folder under `cacheDir`
+ * (once; keyed by the source files' hash) and returns the folder.
+ */
+export function prepareMobileNetV2Backbone(cacheDir: string, nsfwjsDir = findNsfwjs()): string {
+  const version = (JSON.parse(fs.readFileSync(path.join(nsfwjsDir, 'package.json'), 'utf8')) as { version: string }).version;
+  const srcDir = path.join(nsfwjsDir, 'dist', 'models', 'mobilenet_v2');
+  const files = ['model.min.js', 'group1-shard1of1.min.js'].map((f) => path.join(srcDir, f));
+  for (const f of files) {
+    if (!fs.existsSync(f)) throw new ConvlensError(`nsfwjs ${version} has no ${path.basename(f)}; convlens reads the MobileNetV2 of nsfwjs ${NSFWJS_VERSION}.`, { file: f, field: 'perceptualModel.kind', fix: NSFWJS_FIX });
+  }
+  const texts = files.map((f) => fs.readFileSync(f, 'utf8'));
+  const hash = createHash('sha256').update(texts[0]).update(texts[1]).digest('hex').slice(0, 16);
+  const dir = path.join(cacheDir, `nsfwjs-${version}-mobilenet_v2-backbone-${hash}`);
+  if (fs.existsSync(path.join(dir, 'model.json'))) return dir;
+  let modelJson, b64;
+  try {
+    modelJson = parseExportedLiteral(texts[0], files[0]) as Parameters<typeof cutBackbone>[0];
+    b64 = parseExportedLiteral(texts[1], files[1]);
+    if (typeof b64 !== 'string' || !modelJson?.modelTopology || !Array.isArray(modelJson.weightsManifest)) throw new Error('unexpected module contents');
+  } catch (e) {
+    throw new ConvlensError(`cannot read the MobileNetV2 files of nsfwjs ${version}: ${(e as Error).message}`, { file: srcDir, field: 'perceptualModel.kind', fix: NSFWJS_FIX });
+  }
+  const { topology, weights, data } = cutBackbone(modelJson, Buffer.from(b64, 'base64'), MOBILENET_BACKBONE_END);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.mkdirSync(tmp, { recursive: true });
+  fs.writeFileSync(path.join(tmp, 'weights.bin'), new Uint8Array(data.buffer));
+  fs.writeFileSync(path.join(tmp, 'model.json'), JSON.stringify({
+    format: 'layers-model', generatedBy: `convlens from nsfwjs ${version} (MIT, Copyright Infinite Red): MobileNetV2 backbone only, weights dequantised`,
+    modelTopology: topology, weightsManifest: [{ paths: ['weights.bin'], weights }],
+  }));
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(path.join(dir, 'model.json'))) throw e; // else another process wrote the same files first
+  }
+  return dir;
+}
+
+/** Where decoded networks are kept: `<convlens root>/.convlens/perceptual` (git-ignored). */
+export const PERCEPTUAL_CACHE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.convlens/perceptual');
+
+/**
+ * The MobileNetV2 backbone as a perceptual net: any input size (it is fully convolutional once
+ * the head is gone), RGB in [0, 1] exactly as nsfwjs feeds it (`img / 255`, 224 px by default).
+ */
+export async function loadMobileNetV2Backbone(opts: { cacheDir?: string; nsfwjsDir?: string } = {}): Promise<PerceptualNet> {
+  const dir = prepareMobileNetV2Backbone(opts.cacheDir ?? PERCEPTUAL_CACHE, opts.nsfwjsDir);
+  const model = await loadModel(dir);
+  const ex = model.executor;
+  const order = new Map(ex.nodes.map((n, i) => [n.name, i]));
+  const forward: Forward = (x, wanted) => {
+    for (const n of wanted) if (!order.has(n)) throw new Error(`mobilenet-v2 backbone: no layer '${n}'; layers: ${MOBILENET_STYLE_LAYERS.join(', ')}, …`);
+    const upTo = wanted.reduce((a, b) => (order.get(b)! > order.get(a)! ? b : a));
+    return ex.run(x, { capture: wanted, upTo }).captured; // nsfwjs: input = pixels / 255, no mean/std
+  };
+  return {
+    id: `mobilenet-v2 backbone (nsfwjs ${path.basename(dir).split('-')[1]}, MIT; ${model.id.slice(0, 12)})`,
+    layers: ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name),
+    defaultStyleLayers: MOBILENET_STYLE_LAYERS,
+    defaultContentLayer: MOBILENET_CONTENT_LAYER,
+    inputSize: null,
+    forward,
+    dispose: () => model.dispose(),
+  };
+}
+
 // ---------------------------------------------------------------- technique params
 
 /** `perceptualModel` param shared by texture-synthesis and style-transfer. */
@@ -161,14 +374,18 @@ export const perceptualParam = z
       styleLayers: z.array(z.string()).min(1),
       contentLayer: z.string(),
     }),
+    z.object({
+      kind: z.literal('mobilenet-v2'),
+    }).describe(`the MobileNetV2 convolutional backbone from the npm package nsfwjs@${NSFWJS_VERSION} (MIT, Infinite Red; ImageNet-initialised, fine-tuned for content moderation; its classifier head is never loaded); input RGB in [0, 1], any size`),
   ])
   .default({ kind: 'random', seed: 1, filters: 64, kernel: 5, levels: 5 })
-  .describe('the perceptual network: a random-weight multi-scale net (default, no download) or your own TF.js LayersModel with RGB input');
+  .describe('the perceptual network: a random-weight multi-scale net (no download), the MobileNetV2 backbone shipped in nsfwjs, or your own TF.js LayersModel with RGB input');
 
 export type PerceptualParam = z.output<typeof perceptualParam>;
 
 export async function openPerceptual(spec: PerceptualParam, reportDir: string): Promise<PerceptualNet> {
   if (spec.kind === 'random') return buildRandomNet(spec);
+  if (spec.kind === 'mobilenet-v2') return loadMobileNetV2Backbone();
   return loadPerceptualModel({ ...spec, path: resolveInside(reportDir, spec.path, configOf(reportDir), 'perceptualModel.path') });
 }
 
