@@ -11,8 +11,7 @@
  *            saliency, grad-cam for vgg16)
  *
  * Every time is the median of `reps` runs after one warm-up run; maps are read back with await
- * (webgpu under Node has no synchronous readback). Methods whose code reads synchronously
- * (explicit deconvnet's unit choice, occlusion) are skipped on webgpu, and the table says so.
+ * (webgpu under Node has no synchronous readback), so every method runs on every backend.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -65,8 +64,8 @@ interface Method {
   images: number;
   /** builds the maps (inside a tidy); undefined = timed by `direct` instead */
   maps?: (x: tf.Tensor4D) => tf.Tensor[];
-  /** a method that reads synchronously: runs as is, not on webgpu */
-  direct?: () => void;
+  /** a method that batches and reads on its own (occlusion): timed as a whole */
+  direct?: () => Promise<void>;
   /** why it is not run here */
   skip?: string;
 }
@@ -78,7 +77,6 @@ const items: Item[] = Array.from({ length: Math.min(batch, 2) }, (_, i) => ({
 }));
 const occSize = Math.ceil(H / 7);
 const occStride = Math.ceil(occSize / 2);
-const syncSkip = backend === 'webgpu' ? 'reads with dataSync, which webgpu under Node cannot' : undefined;
 
 const all: Method[] = [
   { name: 'forward', images: batch, maps: (x) => [ex.run(x).output] },
@@ -86,7 +84,7 @@ const all: Method[] = [
   { name: 'guided-backprop', images: batch, maps: (x) => [inputGradient(ex, x, targets, 'guided')] },
   { name: 'deconvnet-rule', images: batch, maps: (x) => [inputGradient(ex, x, targets, 'deconvnet')] },
   {
-    name: 'deconvnet-explicit', images: batch, skip: syncSkip,
+    name: 'deconvnet-explicit', images: batch,
     maps: (x) => {
       const { units, values } = strongestUnits(ex, x, deconvLayer);
       return [deconvnetProject(model, x, deconvLayer, units, values)];
@@ -111,8 +109,8 @@ const all: Method[] = [
     maps: (x) => [tf.mul(tf.sum(inputGradient(ex, x, targets, 'guided'), 3), tf.squeeze(tf.image.resizeBilinear(tf.expandDims(gradCamMaps(ex, x, layer, targets), 3) as tf.Tensor4D, [H, W], false, true), [3]))],
   },
   {
-    name: 'occlusion', images: items.length, skip: syncSkip,
-    direct: () => void occlusionMaps(ex, items, [H, W, C], occSize, occStride, new Array(C).fill(0.5)),
+    name: 'occlusion', images: items.length,
+    direct: async () => { await occlusionMaps(ex, items, [H, W, C], occSize, occStride, new Array(C).fill(0.5)); },
   },
 ];
 const wanted = args.methods?.split(',') ?? (args.model === 'vgg16' ? ['forward', 'saliency', 'grad-cam'] : all.map((m) => m.name));
@@ -125,7 +123,7 @@ if (unknown.length) {
 async function once(m: Method): Promise<number> {
   const t0 = performance.now();
   if (m.direct) {
-    m.direct();
+    await m.direct();
   } else {
     const outs = tf.tidy(() => m.maps!(xs));
     for (const t of outs) await t.data(); // waits for the device too (webgpu)

@@ -11,7 +11,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  auc, camHead, camMaps, deconvnetProject, gradCamMaps, inputGradient, itemTensor, strongestUnits, unitGradient, type AttributionData, type Item,
+  auc, camHead, camMaps, deconvnetProject, gradCamMaps, inputGradient, itemTensor, poolSwitches, strongestUnits, unitGradient, type AttributionData, type Item,
 } from '../pipelines/engines/attribution';
 import type { FeaturesData } from '../pipelines/engines/examples';
 import { loadModel, type LoadedModel } from '../pipelines/model/load';
@@ -100,7 +100,7 @@ describe('hand-made model: the logit depends only on the top-left quadrant', () 
 
   it('occlusion drops the probability only where patches touch the quadrant', async () => {
     const items = await firstImages(3);
-    const maps = occlusionMaps(quadrant.executor, items, [S, S, 1], 4, 4, [0.5]);
+    const maps = await occlusionMaps(quadrant.executor, items, [S, S, 1], 4, 4, [0.5]);
     let insideTotal = 0;
     for (let b = 0; b < 3; b++) {
       for (let p = 0; p < S * S; p++) {
@@ -143,6 +143,25 @@ describe('hand-made model: the logit depends only on the top-left quadrant', () 
     avg.dispose();
   });
 
+  it('poolSwitches = the cpu kernel\'s MaxPoolWithArgmax (first maximum), ties and padding included', () => {
+    const before = tf.memory().numTensors;
+    // ReLU'd noise: many all-zero windows (exact ties), the case where backends' kernels differ
+    const x = tf.tidy(() => tf.relu(seededImages([2, 7, 9, 3], 3, -1)) as tf.Tensor4D);
+    // rounded to 1/4: ties between non-zero values too
+    const xr = tf.tidy(() => tf.div(tf.round(tf.mul(x, 4)), 4) as tf.Tensor4D);
+    const cases: [[number, number], [number, number], 'valid' | 'same'][] = [[[2, 2], [2, 2], 'valid'], [[3, 3], [2, 2], 'same'], [[3, 2], [1, 2], 'valid'], [[2, 2], [2, 2], 'same']];
+    for (const input of [x, xr]) for (const [kernel, strides, padding] of cases) {
+      const [ours, ref] = tf.tidy(() => {
+        const { indexes } = tf.maxPoolWithArgmax(input, kernel, strides, padding, false);
+        const node = { name: 'p', outputShape: indexes.shape.slice(1), spatial: { kind: 'window', kernel, strides, dilation: [1, 1], padding } } as unknown as Parameters<typeof poolSwitches>[1];
+        return [poolSwitches(input, node).dataSync(), indexes.dataSync()];
+      });
+      expect(Array.from(ours), `${kernel} ${strides} ${padding}`).toEqual(Array.from(ref));
+    }
+    tf.dispose([x, xr]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('the trapezoid area of a straight line from 1 to 0 is 1/2', () => {
     expect(auc([1, 0.75, 0.5, 0.25, 0])).toBeCloseTo(0.5, 10);
   });
@@ -157,7 +176,7 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
         const x = itemTensor(items, [S, S, 1]);
         const { units, values } = strongestUnits(model.executor, x, layer);
         const explicit = deconvnetProject(model, x, layer, units, values);
-        const rule = tf.mul(unitGradient(model.executor, x, layer, units, 'deconvnet'), tf.reshape(tf.tensor1d(values), [-1, 1, 1, 1]));
+        const rule = tf.mul(unitGradient(model.executor, x, layer, units, 'deconvnet'), tf.reshape(values, [-1, 1, 1, 1]));
         return [explicit.dataSync(), rule.dataSync()];
       });
       expect(Math.max(...Array.from(b, Math.abs))).toBeGreaterThan(0);
@@ -182,7 +201,7 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
         const x = seededImages([3, 10, 10, 1], 5);
         const { units, values } = strongestUnits(bnModel.executor, x, 'top');
         const explicit = deconvnetProject(bnModel, x, 'top', units, values);
-        const rule = tf.mul(unitGradient(bnModel.executor, x, 'top', units, 'deconvnet'), tf.reshape(tf.tensor1d(values), [-1, 1, 1, 1]));
+        const rule = tf.mul(unitGradient(bnModel.executor, x, 'top', units, 'deconvnet'), tf.reshape(values, [-1, 1, 1, 1]));
         return [explicit.dataSync(), rule.dataSync()];
       });
       expect(Math.max(...Array.from(b, Math.abs))).toBeGreaterThan(0);

@@ -82,11 +82,18 @@ export function layerGradient(
   return { activation, gradient };
 }
 
+/**
+ * Flat unit indices, one per image: a plain array, or an int32 tensor straight from
+ * `strongestUnits` (so the choice never has to be read back to JavaScript inside a tidy).
+ */
+export type Units = number[] | tf.Tensor1D;
+const unitTensor = (units: Units): tf.Tensor1D => (Array.isArray(units) ? tf.tensor1d(units, 'int32') : units);
+
 /** Gradient of one unit per image (flat index into the node's h·w·c output) w.r.t. the input. */
-export function unitGradient(executor: GraphExecutor, x: tf.Tensor4D, layer: string, units: number[], rule: ReluRule): tf.Tensor4D {
+export function unitGradient(executor: GraphExecutor, x: tf.Tensor4D, layer: string, units: Units, rule: ReluRule): tf.Tensor4D {
   const shape = executor.node(layer).outputShape;
   const n = shape.reduce((a, b) => a * b, 1);
-  const mask = tf.reshape(tf.cast(tf.oneHot(tf.tensor1d(units, 'int32'), n), 'float32'), [x.shape[0], ...shape]);
+  const mask = tf.reshape(tf.cast(tf.oneHot(unitTensor(units), n), 'float32'), [x.shape[0], ...shape]);
   const f = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(executor.run(xi as tf.Tensor4D, { upTo: layer, reluRule: rule }).output, mask)));
   return f(x) as tf.Tensor4D;
 }
@@ -210,14 +217,19 @@ const RECTIFIED = new Set(['relu', 'relu6', 'elu', 'leaky_relu']);
  * ReLU layers rectify the signal, max-pools unpool it through the switches of this forward pass,
  * convolutions apply their transposed (flipped) filters; biases play no part. Call inside tf.tidy.
  */
-export function deconvnetProject(model: LoadedModel, x: tf.Tensor4D, layer: string, units: number[], values: number[]): tf.Tensor4D {
+export function deconvnetProject(model: LoadedModel, x: tf.Tensor4D, layer: string, units: Units, values: number[] | tf.Tensor1D): tf.Tensor4D {
   const ex = model.executor;
   const B = x.shape[0];
-  const { switches } = ex.run(x, { upTo: layer, recordSwitches: true });
   const start = ex.node(layer);
+  // the inputs of the max-pools on the way down, for their switches (see poolSwitches)
+  const pools: GraphNode[] = [];
+  for (let n = start; n.role !== 'input' && n.inbound.length === 1; n = ex.node(n.inbound[0])) if (n.className === 'MaxPooling2D') pools.push(n);
+  const { captured } = ex.run(x, { upTo: layer, capture: pools.map((p) => p.inbound[0]) });
+  const switches = Object.fromEntries(pools.map((p) => [p.name, poolSwitches(captured[p.inbound[0]] as tf.Tensor4D, p)]));
   const n = start.outputShape.reduce((a, b) => a * b, 1);
-  const oneHot = tf.cast(tf.oneHot(tf.tensor1d(units, 'int32'), n), 'float32');
-  let signal: tf.Tensor = tf.reshape(tf.mul(oneHot, tf.tensor2d(values, [B, 1])), [B, ...start.outputShape]);
+  const oneHot = tf.cast(tf.oneHot(unitTensor(units), n), 'float32');
+  const v = Array.isArray(values) ? tf.tensor2d(values, [B, 1]) : tf.reshape(values, [B, 1]);
+  let signal: tf.Tensor = tf.reshape(tf.mul(oneHot, v), [B, ...start.outputShape]);
   let node = start;
   while (node.role !== 'input') {
     if (node.inbound.length !== 1) {
@@ -230,6 +242,43 @@ export function deconvnetProject(model: LoadedModel, x: tf.Tensor4D, layer: stri
     node = below;
   }
   return signal as tf.Tensor4D;
+}
+
+/**
+ * Max-pool switches: per pooled unit, the flat index (y · width + x) · channels + c into its
+ * image's pool input of the FIRST maximum of its window in row-major order. Built from strided
+ * slices and exact comparisons rather than tf.maxPoolWithArgmax, whose tie-breaking differs by
+ * backend (webgpu picks the last maximum); ties are common (a ReLU zeroes whole windows) and the
+ * deconvnet sends signal through them, so the choice must not depend on the backend.
+ * Gives the same indices as the cpu kernel. Call inside tf.tidy.
+ */
+export function poolSwitches(input: tf.Tensor4D, node: GraphNode): tf.Tensor4D {
+  if (node.spatial.kind !== 'window') throw new Error(`'${node.name}' is not a pooling window`);
+  const { kernel: [kh, kw], strides: [sh, sw], padding } = node.spatial;
+  const [B, h, w, c] = input.shape;
+  const [oh, ow] = node.outputShape;
+  // tfjs 'same' padding: the total split with the smaller half on top / left
+  const top = padding === 'same' ? Math.floor(Math.max((oh - 1) * sh + kh - h, 0) / 2) : 0;
+  const left = padding === 'same' ? Math.floor(Math.max((ow - 1) * sw + kw - w, 0) / 2) : 0;
+  const bottom = Math.max((oh - 1) * sh + kh - h - top, 0);
+  const right = Math.max((ow - 1) * sw + kw - w - left, 0);
+  const padded = top + bottom + left + right > 0 ? tf.pad(input, [[0, 0], [top, bottom], [left, right], [0, 0]], -Infinity) : input;
+  const offsets: { dy: number; dx: number; values: tf.Tensor4D }[] = [];
+  for (let dy = 0; dy < kh; dy++) for (let dx = 0; dx < kw; dx++) {
+    const values = tf.stridedSlice(padded, [0, dy, dx, 0], [B, dy + (oh - 1) * sh + 1, dx + (ow - 1) * sw + 1, c], [1, sh, sw, 1]) as tf.Tensor4D;
+    offsets.push({ dy, dx, values });
+  }
+  const max = offsets.map((o) => o.values).reduce((a, b) => tf.maximum(a, b));
+  // walk the window backwards so that the first maximum is the one left standing
+  let idx: tf.Tensor = tf.zeros([B, oh, ow, c], 'int32');
+  for (const { dy, dx, values } of offsets.reverse()) {
+    const at = new Int32Array(oh * ow * c);
+    for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let k = 0; k < c; k++) {
+      at[(y * ow + x) * c + k] = ((y * sh + dy - top) * w + (x * sw + dx - left)) * c + k;
+    }
+    idx = tf.where(tf.equal(values, max), tf.tile(tf.tensor4d(at, [1, oh, ow, c], 'int32'), [B, 1, 1, 1]), idx);
+  }
+  return idx as tf.Tensor4D;
 }
 
 function deconvStep(model: LoadedModel, node: GraphNode, below: GraphNode, signal: tf.Tensor, switches: Record<string, tf.Tensor>, B: number): tf.Tensor {
@@ -286,8 +335,12 @@ function deconvStep(model: LoadedModel, node: GraphNode, below: GraphNode, signa
   }
 }
 
-/** Per image: the flat index and value of the strongest unit of `layer` (optionally of one channel). */
-export function strongestUnits(executor: GraphExecutor, x: tf.Tensor4D, layer: string, channel?: number): { units: number[]; values: number[] } {
+/**
+ * Per image: the flat index (int32) and value of the strongest unit of `layer` (optionally of one
+ * channel), as tensors: they feed `deconvnetProject` / `unitGradient` in the same tidy, and are
+ * read (with await) only afterwards, which is what webgpu under Node needs. Call inside tf.tidy.
+ */
+export function strongestUnits(executor: GraphExecutor, x: tf.Tensor4D, layer: string, channel?: number): { units: tf.Tensor1D; values: tf.Tensor1D } {
   const shape = executor.node(layer).outputShape;
   const a = executor.run(x, { upTo: layer }).output;
   const c = shape[shape.length - 1];
@@ -298,9 +351,7 @@ export function strongestUnits(executor: GraphExecutor, x: tf.Tensor4D, layer: s
     const chan = tf.equal(tf.mod(tf.range(0, flat.shape[1]!, 1, 'int32'), c), channel);
     flat = tf.where(tf.tile(tf.reshape(chan, [1, -1]), [x.shape[0], 1]), flat, tf.fill(flat.shape, -Infinity));
   }
-  const units = Array.from(tf.argMax(flat, 1).dataSync());
-  const values = Array.from(tf.max(flat, 1).dataSync());
-  return { units, values };
+  return { units: tf.argMax(flat, 1) as tf.Tensor1D, values: tf.max(flat, 1) as tf.Tensor1D };
 }
 
 // ---------------------------------------------------------------- examples and items
@@ -401,8 +452,10 @@ export interface MapKind {
 export interface ComputeOut {
   /** per kind name: [B, h, w] maps for the batch (any h, w; upsampled to the input when smaller) */
   maps: Record<string, tf.Tensor>;
-  /** per item, JSON-able facts worth showing (e.g. the deconvnet's unit) */
-  info?: Record<string, unknown>[];
+  /** tensors that `info` needs as numbers: kept past the tidy, read with await, then disposed */
+  read?: Record<string, tf.Tensor>;
+  /** per item, JSON-able facts worth showing (e.g. the deconvnet's unit), from the values of `read` */
+  info?: (values: Record<string, number[]>) => Record<string, unknown>[];
 }
 
 export interface Curves { deletion: number[]; insertion: number[]; deletionAuc: number; insertionAuc: number }
@@ -465,7 +518,8 @@ export interface AttributionData {
 
 /**
  * Runs a technique's `compute` over the chosen examples in batches (one tf.tidy per batch) and
- * writes everything the page shows. `compute` runs inside the tidy and must stay synchronous.
+ * writes everything the page shows. `compute` runs inside the tidy and must stay synchronous and
+ * must not read tensors (no dataSync): numbers it needs go out through `read` / `info`.
  */
 export async function runAttribution(
   ctx: TechniqueContext<CommonParams>,
@@ -486,7 +540,8 @@ export async function runAttribution(
     const batch = items.slice(start, start + bs);
     // The tidy keeps only the maps; they are read after it with await: webgpu under Node has no
     // synchronous readback (its dataSync needs OffscreenCanvas), and async reads cost the others nothing.
-    const kept = tf.tidy(() => {
+    let info: ComputeOut['info'];
+    const { maps: kept, read } = tf.tidy(() => {
       const x = itemTensor(batch, shape);
       const out = spec.compute(x, batch.map((b) => b.target), batch);
       const maps = spec.kinds.map((k) => {
@@ -494,10 +549,15 @@ export async function runAttribution(
         if (!m || m.rank !== 3) throw new Error(`${spec.technique}: compute gave no [B, h, w] map '${k.name}'`);
         return { raw: m, full: upsample(m, [H, W]) };
       });
-      batch.forEach((_, i) => (infos[start + i] = out.info?.[i]));
-      return maps;
+      info = out.info;
+      return { maps, read: out.read ?? {} };
     });
     try {
+      if (info) {
+        const values: Record<string, number[]> = {};
+        for (const [name, t] of Object.entries(read)) values[name] = Array.from(await t.data());
+        info(values).forEach((v, i) => (infos[start + i] = v));
+      }
       for (const [j, k] of spec.kinds.entries()) {
         const { raw: m, full } = kept[j];
         const [, h, w] = m.shape;
@@ -507,7 +567,7 @@ export async function runAttribution(
         upsampled.get(k.name)!.set(await full.data<'float32'>(), start * H * W);
       }
     } finally {
-      tf.dispose(kept.flatMap((t) => [t.raw, t.full]));
+      tf.dispose([...kept.flatMap((t) => [t.raw, t.full]), ...Object.values(read)]);
     }
     ctx.progress(Math.min(start + bs, rows), rows);
   }

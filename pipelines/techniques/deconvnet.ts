@@ -42,15 +42,7 @@ export default defineTechnique({
         const { units, values } = strongestUnits(ex, x, layer, ctx.params.channel);
         const explicit = deconvnetProject(ctx.model, x, layer, units, values);
         // the same projection as a gradient with the deconvnet ReLU rule: it must agree
-        const viaRule = tf.mul(unitGradient(ex, x, layer, units, 'deconvnet'), tf.reshape(tf.tensor1d(values), [-1, 1, 1, 1]));
-        const diffs = tf.max(tf.abs(tf.sub(explicit, viaRule)), [1, 2, 3]).dataSync();
-        const scales = tf.max(tf.abs(viaRule), [1, 2, 3]).dataSync();
-        const info = units.map((u, i) => {
-          const c = shape[2];
-          const rel = scales[i] > 0 ? diffs[i] / scales[i] : diffs[i];
-          worst = Math.max(worst, rel);
-          return { unit: { layer, y: Math.floor(u / (shape[1] * c)), x: Math.floor(u / c) % shape[1], channel: u % c, activation: values[i] }, ruleRelativeDifference: rel };
-        });
+        const viaRule = tf.mul(unitGradient(ex, x, layer, units, 'deconvnet'), tf.reshape(values, [-1, 1, 1, 1]));
         return {
           maps: {
             projection: channelSum(explicit),
@@ -58,7 +50,14 @@ export default defineTechnique({
             deconvnet: channelSum(inputGradient(ex, x, targets, 'deconvnet')),
             guided: channelSum(inputGradient(ex, x, targets, 'guided')),
           },
-          info,
+          // numbers for the info below, read by the runner after the tidy (webgpu cannot read inside it)
+          read: { units, values, diffs: tf.max(tf.abs(tf.sub(explicit, viaRule)), [1, 2, 3]), scales: tf.max(tf.abs(viaRule), [1, 2, 3]) },
+          info: ({ units: u, values: v, diffs, scales }) => u.map((unit, i) => {
+            const c = shape[2];
+            const rel = scales[i] > 0 ? diffs[i] / scales[i] : diffs[i];
+            worst = Math.max(worst, rel);
+            return { unit: { layer, y: Math.floor(unit / (shape[1] * c)), x: Math.floor(unit / c) % shape[1], channel: unit % c, activation: v[i] }, ruleRelativeDifference: rel };
+          }),
         };
       },
       notes: ['the projection starts from the unit\'s own activation value; it does not depend on the class, so rows of the same image repeat it'],

@@ -44,13 +44,18 @@ export default defineTechnique({
     if (chosen.length) {
       const [H, W] = ctx.dataset.imageShape;
       for (const l of layers) {
-        const raw = new Float32Array(chosen.length * ex.node(l).outputShape[0] * ex.node(l).outputShape[1]);
-        const full = new Float32Array(chosen.length * H * W);
-        tf.tidy(() => {
+        // computed in a tidy, read after it with await (webgpu under Node cannot read synchronously)
+        const maps = tf.tidy(() => {
           const m = gradCamMaps(ex, itemTensor(chosen, ctx.dataset.imageShape), l, chosen.map((c) => c.target));
-          raw.set(m.dataSync());
-          full.set(upsample(m, [H, W]).dataSync());
+          return [m, upsample(m, [H, W])];
         });
+        let raw: Float32Array;
+        let full: Float32Array;
+        try {
+          [raw, full] = (await Promise.all(maps.map((t) => t.data<'float32'>())));
+        } finally {
+          tf.dispose(maps);
+        }
         const [h, w] = ex.node(l).outputShape;
         const r = await renderKind(ctx, { name: safeLayer(l), title: `Grad-CAM at '${l}'`, signed: false, layer: l }, full, { values: raw, shape: [chosen.length, h, w] }, chosen, 'compare/');
         compare.push({ layer: l, kind: r.entry, files: r.files });

@@ -16,18 +16,23 @@ export function positions(length: number, size: number, stride: number): number[
   return out;
 }
 
-/** Per item: mean over the patches covering each pixel of (p(class) − p(class | patch there)). */
-export function occlusionMaps(
+/**
+ * Per item: mean over the patches covering each pixel of (p(class) − p(class | patch there)).
+ * Each chunk's probabilities are computed in a tidy and read after it with await (webgpu under
+ * Node has no synchronous read); an item's chunks are all queued before the first read.
+ */
+export async function occlusionMaps(
   executor: GraphExecutor, items: Item[], shape: [number, number, number], size: number, stride: number, fill: number[], chunk = 256,
-): Float32Array {
+): Promise<Float32Array> {
   const [H, W, C] = shape;
   const ys = positions(H, size, stride);
   const xs = positions(W, size, stride);
   const P = ys.length * xs.length;
   const upTo = scoreNode(executor);
   const out = new Float32Array(items.length * H * W);
-  items.forEach((it, i) => {
+  for (const [i, it] of items.entries()) {
     const probs = new Float32Array(P + 1);
+    const pending: { start: number; n: number; pr: tf.Tensor }[] = [];
     // image 0 is the untouched one; then every patch position
     for (let start = 0; start <= P; start += chunk) {
       const n = Math.min(chunk, P + 1 - start);
@@ -41,12 +46,17 @@ export function occlusionMaps(
         const x0 = xs[p % xs.length];
         for (let y = y0; y < y0 + size && y < H; y++) for (let x = x0; x < x0 + size && x < W; x++) for (let c = 0; c < C; c++) img[(y * W + x) * C + c] = fill[c];
       }
-      tf.tidy(() => {
-        const logits = executor.run(tf.tensor4d(buf, [n, H, W, C]), { upTo }).output;
-        const pr = tf.softmax(tf.reshape(logits, [n, -1])).dataSync();
-        const k = pr.length / n;
-        for (let j = 0; j < n; j++) probs[start + j] = pr[j * k + it.target];
-      });
+      const pr = tf.tidy(() => tf.softmax(tf.reshape(executor.run(tf.tensor4d(buf, [n, H, W, C]), { upTo }).output, [n, -1])));
+      pending.push({ start, n, pr });
+    }
+    try {
+      for (const { start, n, pr } of pending) {
+        const v = await pr.data();
+        const k = v.length / n;
+        for (let j = 0; j < n; j++) probs[start + j] = v[j * k + it.target];
+      }
+    } finally {
+      tf.dispose(pending.map((p) => p.pr));
     }
     const sum = new Float32Array(H * W);
     const count = new Float32Array(H * W);
@@ -60,7 +70,7 @@ export function occlusionMaps(
       }
     }
     for (let q = 0; q < H * W; q++) out[i * H * W + q] = count[q] ? sum[q] / count[q] : 0;
-  });
+  }
   return out;
 }
 
@@ -85,7 +95,7 @@ export default defineTechnique({
     const { items } = await prepareItems(ctx);
     const range = inputRange(ctx.dataset);
     const fill = ctx.params.fill === 'mean' ? meanFill(items, C) : new Array<number>(C).fill((range.min + range.max) / 2);
-    const maps = occlusionMaps(ctx.model.executor, items, shape, size, stride, fill);
+    const maps = await occlusionMaps(ctx.model.executor, items, shape, size, stride, fill);
     let at = 0;
     const data = await runAttribution(ctx, {
       technique: 'occlusion',
