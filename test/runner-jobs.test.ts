@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { listFiles } from '../pipelines/cache';
 import type { SiteManifest } from '../pipelines/manifest';
 import { runReports } from '../pipelines/run';
+import { ProgressBoard } from '../pipelines/run-progress';
 import { TINY_SIZE, tinyReport } from './helpers/tiny-report';
 
 const require = createRequire(import.meta.url);
@@ -231,4 +232,52 @@ process.exit(0);
     expect(summary.reused.sort()).toEqual(['tiny/counted', 'tiny/overview']);
     expect(tmpEntries(root)).toEqual([]);
   }, 240_000);
+});
+
+describe('ProgressBoard (progress of concurrent steps)', () => {
+  const fakeStream = (isTTY: boolean) => {
+    const writes: string[] = [];
+    return { writes, stream: { isTTY, columns: 60, write: (s: string) => writes.push(s) } as unknown as NodeJS.WriteStream };
+  };
+
+  it('on a terminal keeps one status line of all running steps, with log lines printed above it', () => {
+    const prevCi = process.env.CI;
+    delete process.env.CI;
+    try {
+      const { writes, stream } = fakeStream(true);
+      const board = new ProgressBoard(stream);
+      const a = board.start('r/a');
+      const b = board.start('r/b');
+      a.update(1, 4);
+      const status = writes.at(-1)!;
+      expect(status.startsWith('\r\x1b[2K')).toBe(true);
+      expect(status).toMatch(/r\/a 1\/4 ETA .* │ r\/b …/);
+      writes.length = 0;
+      board.log('  a log line', (l) => writes.push(`${l}\n`));
+      expect(writes[0]).toBe('\r\x1b[2K'); // the status line is cleared first
+      expect(writes[1]).toBe('  a log line\n');
+      expect(writes[2]).toMatch(/^\r\x1b\[2K {2}r\/a 1\/4/); // and redrawn below
+      writes.length = 0;
+      a.done('done');
+      expect(writes.join('')).toMatch(/ {2}r\/a: done \(\d+\.\d s\)\n/);
+      expect(writes.at(-1)).toMatch(/r\/b …$/);
+      expect(writes.at(-1)).not.toMatch(/r\/a/);
+      b.done('done');
+      for (const w of writes) expect(w.replace(/\x1b\[2K/g, '').length).toBeLessThanOrEqual(60);
+    } finally {
+      if (prevCi !== undefined) process.env.CI = prevCi;
+    }
+  });
+
+  it('elsewhere prints plain lines: no redraws, each step closed with its time', () => {
+    const { writes, stream } = fakeStream(false);
+    const board = new ProgressBoard(stream);
+    const a = board.start('r/a');
+    for (let i = 1; i <= 100; i++) a.update(i, 100); // within 5 s: no line
+    expect(writes).toEqual([]);
+    board.log('  hello', (l) => writes.push(`${l}\n`));
+    a.done('done');
+    expect(writes.join('')).not.toMatch(/\r|\x1b/);
+    expect(writes).toEqual(['  hello\n', expect.stringMatching(/^ {2}r\/a: done \(\d+\.\d s\)\n$/)]);
+  });
 });

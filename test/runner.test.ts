@@ -1,7 +1,7 @@
 /**
  * End to end through the runner on a tiny report written to disk (config, model folder, image
  * folders): overview numbers, caching (a second run computes nothing), failure isolation, and the
- * CLI's one-line errors.
+ * CLI's one-line errors. Worker processes (--jobs > 1): runner-jobs.test.ts.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -152,11 +152,14 @@ describe('convlens CLI', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 
-  it('rejects an unknown report and an unknown backend', () => {
+  it('rejects an unknown report, an unknown backend and a bad --jobs', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-cli-'));
     expect(run(root, 'run', '--report', 'nope').stderr).toMatch(/no report 'nope'/);
     const r = run(root, 'run', '--backend', 'quantum');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/not one of/);
+    const j = run(root, 'run', '--jobs', '0');
+    expect(j.status).toBe(2);
+    expect(j.stderr).toMatch(/--jobs 0 is not a whole number ≥ 1/);
   });
 });
