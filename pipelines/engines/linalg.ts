@@ -110,54 +110,164 @@ export async function exactKnn(
 }
 
 /**
+ * A float32 tensor's values. On wasm: a view of the wasm heap, no copy (copying a 16 MB product
+ * into a fresh array cost 10–50× the product itself on the 2-core box); valid only until the
+ * next TF.js op or dispose. Elsewhere: data().
+ */
+async function valuesOf(t: tf.Tensor): Promise<Float32Array> {
+  const be = tf.backend() as unknown as { typedArrayFromHeap?: (t: tf.Tensor) => Float32Array };
+  if (tf.getBackend() === 'wasm' && typeof be.typedArrayFromHeap === 'function' && t.dtype === 'float32') return be.typedArrayFromHeap(t);
+  return (await t.data()) as Float32Array;
+}
+
+/**
+ * Per row, a max-heap of the k best (distance, index) pairs offered so far (root = worst kept);
+ * among equal distances the lower index wins. `worst[i]` mirrors row i's root in a compact array,
+ * so that callers can reject most candidates inline before calling offer().
+ */
+export class KnnHeaps {
+  readonly dist: Float64Array;
+  readonly index: Int32Array;
+  readonly worst: Float64Array;
+  constructor(readonly rows: number, readonly k: number) {
+    this.dist = new Float64Array(rows * k).fill(Infinity);
+    this.index = new Int32Array(rows * k).fill(-1);
+    this.worst = new Float64Array(rows).fill(Infinity);
+  }
+
+  offer(i: number, j: number, d: number): void {
+    const { k, dist, index } = this;
+    const base = i * k;
+    const top = dist[base];
+    if (d > top || (d === top && j > index[base])) return;
+    // replace the root and sift down
+    let pos = 0;
+    for (;;) {
+      const l = 2 * pos + 1;
+      if (l >= k) break;
+      const r = l + 1;
+      let c = l;
+      if (r < k && (dist[base + r] > dist[base + l] || (dist[base + r] === dist[base + l] && index[base + r] > index[base + l]))) c = r;
+      const cd = dist[base + c];
+      if (cd < d || (cd === d && index[base + c] < j)) break;
+      dist[base + pos] = cd;
+      index[base + pos] = index[base + c];
+      pos = c;
+    }
+    dist[base + pos] = d;
+    index[base + pos] = j;
+    this.worst[i] = dist[base];
+  }
+
+  /** Each row's entries, ascending by (distance, index). */
+  sorted(): { indices: Int32Array; dist2: Float64Array } {
+    const { rows, k, dist, index } = this;
+    const indices = new Int32Array(rows * k);
+    const dist2 = new Float64Array(rows * k);
+    const order = new Array<number>(k);
+    for (let i = 0; i < rows; i++) {
+      const base = i * k;
+      for (let t = 0; t < k; t++) order[t] = t;
+      order.sort((a, b) => dist[base + a] - dist[base + b] || index[base + a] - index[base + b]);
+      for (let t = 0; t < k; t++) {
+        indices[base + t] = index[base + order[t]];
+        dist2[base + t] = dist[base + order[t]];
+      }
+    }
+    return { indices, dist2 };
+  }
+}
+
+/**
  * Exact k nearest neighbours of every row of `data` (n × dim) among the other rows, by squared
  * euclidean distance, ascending, ties to the lower index: the neighbour graph of t-SNE.
- * exactKnn (blocked products on the backend, float32) proposes k + 1 + `margin` candidates per
- * row, then each candidate's distance is recomputed in float64 and the k best are kept: float32
- * rounding (‖q‖² + ‖b‖² − 2 q·b cancels when points are close) can reorder near-equal neighbours
- * in the proposal, but only a neighbour pushed past `margin` others would be lost.
+ *
+ * The dot products come from the backend, one block pair at a time (each pair of row blocks
+ * once: the distance is symmetric, so one product serves both blocks' rows), and JS keeps a
+ * running top-(k + margin) per row (KnnHeaps; most candidates fail the inline test against the
+ * row's worst kept distance). Reading the product back and scanning it in JS is several times
+ * faster than tf.topk on wasm. The product is float32, and ‖a‖² + ‖b‖² − 2 a·b cancels when
+ * points are close, so the candidates' distances are then recomputed in float64 and the k best
+ * kept: only a neighbour that float32 rounding pushed behind `margin` others could be lost.
  */
 export async function selfKnn(
   data: Float32Array,
   n: number,
   dim: number,
   k: number,
-  opts: { queryRows?: number; blockRows?: number; margin?: number; onRows?: (rowsDone: number) => void } = {},
+  opts: { blockRows?: number; margin?: number; onRows?: (rowsDone: number) => void } = {},
 ): Promise<{ indices: Int32Array; dist2: Float64Array }> {
   if (data.length !== n * dim) throw new RangeError(`selfKnn: ${data.length} values for ${n}×${dim}`);
   if (!(Number.isInteger(k) && k >= 1 && k < n)) throw new RangeError(`selfKnn: k=${k} needs 1 ≤ k < n=${n}`);
-  const queryRows = opts.queryRows ?? 2048;
-  const blockRows = opts.blockRows ?? 4096;
-  const want = Math.min(n, k + 1 + (opts.margin ?? 8));
+  const B = opts.blockRows ?? 2048;
+  const want = Math.min(n - 1, k + (opts.margin ?? 8));
+  const norms = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let d = i * dim, e = d + dim; d < e; d++) s += data[d] * data[d];
+    norms[i] = s;
+  }
+  const heaps = new KnnHeaps(n, want);
+  const worst = heaps.worst;
+  const starts: number[] = [];
+  for (let s = 0; s < n; s += B) starts.push(s);
+  const rowsOf = (b: number) => Math.min(B, n - starts[b]);
+  // every block on the backend once, and its transpose (wasm: matMul without transposeB flags)
+  const blocks = starts.map((s, b) => tf.tensor2d(data.subarray(s * dim, (s + rowsOf(b)) * dim), [rowsOf(b), dim]));
+  const blocksT = blocks.map((t) => tf.tidy(() => tf.transpose(t)));
+  try {
+    for (let I = 0; I < starts.length; I++) {
+      const i0 = starts[I], ni = rowsOf(I);
+      for (let J = I; J < starts.length; J++) {
+        const j0 = starts[J], nj = rowsOf(J);
+        const prod = tf.matMul(blocks[I], blocksT[J]);
+        const dots = await valuesOf(prod);
+        for (let r = 0; r < ni; r++) {
+          const i = i0 + r;
+          const normI = norms[i];
+          let worstI = worst[i];
+          const row = r * nj;
+          // within a diagonal block, each pair once (c > r)
+          for (let c = J === I ? r + 1 : 0; c < nj; c++) {
+            const j = j0 + c;
+            let d = normI + norms[j] - 2 * dots[row + c];
+            if (d < 0) d = 0;
+            if (d <= worstI) {
+              heaps.offer(i, j, d);
+              worstI = worst[i];
+            }
+            if (d <= worst[j]) heaps.offer(j, i, d);
+          }
+        }
+        prod.dispose(); // after the scan: `dots` may be a view of the wasm heap
+      }
+      opts.onRows?.(i0 + ni);
+    }
+  } finally {
+    tf.dispose([...blocks, ...blocksT]);
+  }
+  // float64 re-ranking of the candidates
+  const cand = heaps.sorted();
   const indices = new Int32Array(n * k);
   const dist2 = new Float64Array(n * k);
-  const candI = new Int32Array(want);
   const candD = new Float64Array(want);
   const order = Array.from({ length: want }, (_, t) => t);
-  for (let start = 0; start < n; start += queryRows) {
-    const m = Math.min(queryRows, n - start);
-    const r = await exactKnn(data.subarray(start * dim, (start + m) * dim), dim, memoryBlocks(data, dim, blockRows), { k: want, metric: 'euclidean' });
-    for (let q = 0; q < m; q++) {
-      const i = start + q;
-      let c = 0;
-      for (let t = 0; t < want; t++) {
-        const j = r.indices[q * want + t];
-        if (j < 0 || j === i) continue;
-        let s = 0;
-        for (let a = i * dim, b = j * dim, e = a + dim; a < e; a++, b++) {
-          const v = data[a] - data[b];
-          s += v * v;
-        }
-        candI[c] = j;
-        candD[c++] = s;
+  for (let i = 0; i < n; i++) {
+    const base = i * want;
+    for (let t = 0; t < want; t++) {
+      const j = cand.indices[base + t];
+      let s = 0;
+      for (let a = i * dim, b = j * dim, e = a + dim; a < e; a++, b++) {
+        const v = data[a] - data[b];
+        s += v * v;
       }
-      const o = order.slice(0, c).sort((u, v) => candD[u] - candD[v] || candI[u] - candI[v]);
-      for (let t = 0; t < k; t++) {
-        indices[i * k + t] = candI[o[t]];
-        dist2[i * k + t] = candD[o[t]];
-      }
+      candD[t] = s;
     }
-    opts.onRows?.(start + m);
+    order.sort((u, v) => candD[u] - candD[v] || cand.indices[base + u] - cand.indices[base + v]);
+    for (let t = 0; t < k; t++) {
+      indices[i * k + t] = cand.indices[base + order[t]];
+      dist2[i * k + t] = candD[order[t]];
+    }
   }
   return { indices, dist2 };
 }

@@ -1,13 +1,13 @@
 /**
- * `tsne`: Barnes-Hut t-SNE (engines/tsne.ts) of every test image's feature vector, no sampling
- * cap, plus the t-SNE image grid: a seeded, class-stratified sample of g² test images whose
- * layout positions are snapped one-to-one onto a g×g grid by linear assignment (minimum total
- * squared move), so images that sit near each other in the layout stay near in the grid.
+ * `tsne`: Barnes-Hut t-SNE (engines/tsne.ts; exact neighbours by backend matrix products, gradient
+ * on worker threads) of every test image's feature vector, no sampling cap, plus the t-SNE image
+ * grid: a seeded, class-stratified sample of g² test images whose layout positions are snapped
+ * one-to-one onto a g×g grid by linear assignment (minimum total squared move), so images that sit near each other in the layout stay near in the grid.
  */
 import { z } from 'zod';
 import type { FeaturesData } from '../engines/examples';
 import { snapToGrid } from '../engines/assignment';
-import { effectivePerplexity, tsne } from '../engines/tsne';
+import { effectivePerplexity, tsneAsync } from '../engines/tsne';
 import { imageGrid, type Channels } from '../images';
 import type { Rng } from '../rng';
 import { defineTechnique } from '../technique';
@@ -123,11 +123,13 @@ export default defineTechnique({
     const total = p.iterations + 1;
     ctx.progress(0, total);
     const t0 = Date.now();
-    const layout = tsne(values, n, dim, {
+    let threads = 1;
+    // exact neighbours on the backend, gradient on every core (the layout does not depend on the thread count)
+    const layout = await tsneAsync(values, n, dim, {
       perplexity: p.perplexity, iterations: p.iterations, theta: p.theta, seed: ctx.seed,
-      onProgress: (it) => ctx.progress(it, total),
+      onProgress: (it) => ctx.progress(it, total), onThreads: (t) => { threads = t; }, onLog: ctx.log,
     });
-    ctx.log(`t-SNE of ${n} × ${dim} features in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    ctx.log(`t-SNE of ${n} × ${dim} features in ${((Date.now() - t0) / 1000).toFixed(1)} s (${threads} thread${threads > 1 ? 's' : ''})`);
     const embeddingFile = await ctx.out.float32('embedding', layout, [n, 2]);
 
     // The grid: a stratified sample, snapped to cells.
