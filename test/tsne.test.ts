@@ -1,12 +1,17 @@
 /**
  * Barnes-Hut t-SNE (pipelines/engines/tsne.ts): quality against scikit-learn on the same data,
- * determinism, the gradient against finite differences of the exact KL, and the parts
- * (exact kNN, perplexity calibration, symmetric P).
+ * determinism (also across thread counts), the gradient against finite differences of the exact
+ * KL, and the parts (exact kNN in JS and on the backend, with ties; perplexity calibration,
+ * symmetric P).
  */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
 import { gaussianMixture } from '../bench/tsne';
+import { initBackend } from '../pipelines/backend';
+import { selfKnn } from '../pipelines/engines/linalg';
 import {
-  conditionalRow, exactKnn, gradient, inputAffinities, knnOf, knnPreservation, trustworthiness, tsne, type SparseMatrix,
+  conditionalRow, exactKnn, gradient, inputAffinities, knnOf, knnPreservation, trustworthiness, tsne, tsneAsync, type SparseMatrix,
 } from '../pipelines/engines/tsne';
 import { Rng } from '../pipelines/rng';
 
@@ -63,6 +68,20 @@ describe('t-SNE determinism', () => {
   });
 });
 
+describe('t-SNE on worker threads', () => {
+  it('gives the same bytes on 3 threads (2 workers) as on one, through both phases', () => {
+    const n = 1500;
+    const { data } = gaussianMixture(n, 16, 6, 8);
+    const used: number[] = [];
+    const one = tsne(data, n, 16, { seed: 3, iterations: 270, threads: 1, onThreads: (t) => used.push(t) });
+    const three = tsne(data, n, 16, { seed: 3, iterations: 270, threads: 3, onThreads: (t) => used.push(t) });
+    expect(used).toEqual([1, 3]); // the workers really ran
+    expect(Buffer.from(three.buffer).equals(Buffer.from(one.buffer))).toBe(true);
+    // and the layout moved: a result that ignored the workers' share would differ from this
+    expect(one.some((v) => Math.abs(v) > 1)).toBe(true);
+  });
+});
+
 describe('t-SNE gradient', () => {
   const n = 24;
   const dim = 6;
@@ -111,6 +130,53 @@ describe('t-SNE parts', () => {
     const ref = knnOf(data, n, dim, k, Array.from({ length: n }, (_, i) => i));
     expect(Array.from(indices)).toEqual(Array.from(ref));
     for (let t = 1; t < k; t++) expect(dist2[t]).toBeGreaterThanOrEqual(dist2[t - 1]);
+  });
+
+  /** Points on a 3-valued integer grid, rows 0–9 repeated as rows 10–19: many equal distances, and zeros. */
+  function tiedPoints(n: number, dim: number): Float32Array {
+    const rng = new Rng(21);
+    const data = new Float32Array(n * dim).map(() => rng.int(3));
+    data.copyWithin(10 * dim, 0, 10 * dim);
+    return data;
+  }
+
+  it('exact kNN breaks ties by the lower index, as a full sort does', () => {
+    const n = 150, dim = 3, k = 20;
+    const data = tiedPoints(n, dim);
+    const { indices, dist2 } = exactKnn(data, n, dim, k);
+    expect(Array.from(indices)).toEqual(Array.from(knnOf(data, n, dim, k, Array.from({ length: n }, (_, i) => i))));
+    // the precondition of the test: ties do straddle the k-th place
+    let straddles = 0;
+    for (let i = 0; i < n; i++) if (dist2[i * k + k - 1] === dist2[i * k + k - 2]) straddles++;
+    expect(straddles).toBeGreaterThan(n / 2);
+    expect(dist2[10 * k]).toBe(0); // row 10 is a copy of row 0
+  });
+
+  it('backend kNN (cpu and wasm, several blocks) equals the JS search byte for byte, ties included', async () => {
+    const cases = [{ data: tiedPoints(150, 3), n: 150, dim: 3, k: 20 }];
+    const rng = new Rng(5);
+    cases.push({ data: new Float32Array(230 * 9).map(() => rng.normal()), n: 230, dim: 9, k: 30 });
+    for (const backend of ['cpu', 'wasm'] as const) {
+      if (backend === 'wasm') await initBackend('wasm');
+      else await tf.setBackend('cpu');
+      for (const { data, n, dim, k } of cases) {
+        const want = exactKnn(data, n, dim, k);
+        const before = tf.memory().numTensors;
+        // 37-row blocks: diagonal and off-diagonal block pairs, a short last block
+        const got = await selfKnn(data, n, dim, k, { blockRows: 37 });
+        expect(tf.memory().numTensors).toBe(before);
+        expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+        expect(Buffer.from(got.dist2.buffer).equals(Buffer.from(want.dist2.buffer))).toBe(true);
+      }
+    }
+  });
+
+  it('tsneAsync (neighbours on the backend) gives the layout of tsne', async () => {
+    await tf.setBackend('cpu');
+    const { data } = gaussianMixture(400, 12, 4, 2);
+    const a = tsne(data, 400, 12, { seed: 9, iterations: 120 });
+    const b = await tsneAsync(data, 400, 12, { seed: 9, iterations: 120 });
+    expect(Buffer.from(b.buffer).equals(Buffer.from(a.buffer))).toBe(true);
   });
 
   it('calibrates each row to the requested perplexity', () => {

@@ -179,6 +179,40 @@ export class KnnHeaps {
 }
 
 /**
+ * Each row's candidate neighbours (`width` per row, -1 = none) re-ranked by squared euclidean
+ * distance computed in float64 as Σ (a − b)² (no cancellation), keeping the k best; ties to the
+ * lower index. Both neighbour searches end here, so they give the same bytes for the same sets.
+ */
+export function rerankKnn(data: Float32Array, dim: number, candidates: Int32Array, rows: number, width: number, k: number): { indices: Int32Array; dist2: Float64Array } {
+  const indices = new Int32Array(rows * k);
+  const dist2 = new Float64Array(rows * k);
+  const candD = new Float64Array(width);
+  const candI = new Int32Array(width);
+  const order = Array.from({ length: width }, (_, t) => t);
+  for (let i = 0; i < rows; i++) {
+    let c = 0;
+    for (let t = 0; t < width; t++) {
+      const j = candidates[i * width + t];
+      if (j < 0 || j === i) continue;
+      let s = 0;
+      for (let a = i * dim, b = j * dim, e = a + dim; a < e; a++, b++) {
+        const v = data[a] - data[b];
+        s += v * v;
+      }
+      candI[c] = j;
+      candD[c++] = s;
+    }
+    if (c < k) throw new RangeError(`rerankKnn: row ${i} has ${c} candidates, needs ${k}`);
+    const o = order.slice(0, c).sort((u, v) => candD[u] - candD[v] || candI[u] - candI[v]);
+    for (let t = 0; t < k; t++) {
+      indices[i * k + t] = candI[o[t]];
+      dist2[i * k + t] = candD[o[t]];
+    }
+  }
+  return { indices, dist2 };
+}
+
+/**
  * Exact k nearest neighbours of every row of `data` (n × dim) among the other rows, by squared
  * euclidean distance, ascending, ties to the lower index: the neighbour graph of t-SNE.
  *
@@ -246,30 +280,7 @@ export async function selfKnn(
   } finally {
     tf.dispose([...blocks, ...blocksT]);
   }
-  // float64 re-ranking of the candidates
-  const cand = heaps.sorted();
-  const indices = new Int32Array(n * k);
-  const dist2 = new Float64Array(n * k);
-  const candD = new Float64Array(want);
-  const order = Array.from({ length: want }, (_, t) => t);
-  for (let i = 0; i < n; i++) {
-    const base = i * want;
-    for (let t = 0; t < want; t++) {
-      const j = cand.indices[base + t];
-      let s = 0;
-      for (let a = i * dim, b = j * dim, e = a + dim; a < e; a++, b++) {
-        const v = data[a] - data[b];
-        s += v * v;
-      }
-      candD[t] = s;
-    }
-    order.sort((u, v) => candD[u] - candD[v] || cand.indices[base + u] - cand.indices[base + v]);
-    for (let t = 0; t < k; t++) {
-      indices[i * k + t] = cand.indices[base + order[t]];
-      dist2[i * k + t] = candD[order[t]];
-    }
-  }
-  return { indices, dist2 };
+  return rerankKnn(data, dim, heaps.sorted().indices, n, want, k);
 }
 
 /** Column means of a streamed matrix, accumulated in float64. */

@@ -23,7 +23,7 @@
 import os from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { Rng } from '../rng';
-import { selfKnn } from './linalg';
+import { KnnHeaps, rerankKnn, selfKnn } from './linalg';
 import {
   attractionRows, CTRL_WORDS, DONE, FAILED, GEN, NEXT, READY, repulsionLeaves, runItems, type IterationView, type TreeView,
 } from './tsne-kernels.mjs';
@@ -66,11 +66,12 @@ export interface SparseMatrix {
 // Exact k nearest neighbours (brute force, blocked).
 
 /**
- * Exact kNN by squared euclidean distance, ascending per row; ties broken by lower index.
- * Each pair is computed once (upper triangle) and offered to both points' max-heaps; four query
+ * Exact kNN by squared euclidean distance, ascending per row; ties broken by lower index. Pure
+ * JS, one thread (tsneAsync uses linalg.selfKnn on the backend instead, much faster for large N).
+ * Each pair is computed once (upper triangle) and offered to both points' heaps; four query
  * rows share each loaded point, which keeps the inner loop bound by arithmetic, not loads.
  */
-export function exactKnn(data: Float32Array, n: number, dim: number, k: number): { indices: Int32Array; dist2: Float32Array } {
+export function exactKnn(data: Float32Array, n: number, dim: number, k: number): { indices: Int32Array; dist2: Float64Array } {
   if (data.length !== n * dim) throw new RangeError(`exactKnn: ${data.length} values for ${n}×${dim}`);
   if (!(k >= 1 && k < n)) throw new RangeError(`exactKnn: k=${k} needs 1 ≤ k < n=${n}`);
   const norms = new Float64Array(n);
@@ -79,32 +80,8 @@ export function exactKnn(data: Float32Array, n: number, dim: number, k: number):
     for (let d = i * dim, e = d + dim; d < e; d++) s += data[d] * data[d];
     norms[i] = s;
   }
-  // Heaps: heapD[i*k..] is a max-heap of the k best distances so far (root = worst kept).
-  const heapD = new Float64Array(n * k).fill(Infinity);
-  const heapI = new Int32Array(n * k).fill(-1);
-
-  const offer = (i: number, j: number, dist: number) => {
-    const base = i * k;
-    const top = heapD[base];
-    if (dist > top || (dist === top && j > heapI[base])) return;
-    // replace the root and sift down
-    let pos = 0;
-    for (;;) {
-      const l = 2 * pos + 1;
-      if (l >= k) break;
-      const r = l + 1;
-      let c = l;
-      if (r < k && (heapD[base + r] > heapD[base + l] || (heapD[base + r] === heapD[base + l] && heapI[base + r] > heapI[base + l]))) c = r;
-      const cd = heapD[base + c];
-      if (cd < dist || (cd === dist && heapI[base + c] < j)) break;
-      heapD[base + pos] = cd;
-      heapI[base + pos] = heapI[base + c];
-      pos = c;
-    }
-    heapD[base + pos] = dist;
-    heapI[base + pos] = j;
-  };
-
+  const heaps = new KnnHeaps(n, k);
+  const worst = heaps.worst;
   for (let i0 = 0; i0 < n; i0 += 4) {
     const rows = Math.min(4, n - i0);
     const a0 = i0 * dim;
@@ -126,43 +103,30 @@ export function exactKnn(data: Float32Array, n: number, dim: number, k: number):
       // Distances are clamped at 0: cancellation can make a tiny one negative.
       let d = norms[i0] + nj - 2 * s0;
       if (d < 0) d = 0;
-      if (d <= heapD[i0 * k]) offer(i0, j, d);
-      if (d <= heapD[j * k]) offer(j, i0, d);
+      if (d <= worst[i0]) heaps.offer(i0, j, d);
+      if (d <= worst[j]) heaps.offer(j, i0, d);
       if (rows > 1 && j > i0 + 1) {
         d = norms[i0 + 1] + nj - 2 * s1;
         if (d < 0) d = 0;
-        if (d <= heapD[(i0 + 1) * k]) offer(i0 + 1, j, d);
-        if (d <= heapD[j * k]) offer(j, i0 + 1, d);
+        if (d <= worst[i0 + 1]) heaps.offer(i0 + 1, j, d);
+        if (d <= worst[j]) heaps.offer(j, i0 + 1, d);
       }
       if (rows > 2 && j > i0 + 2) {
         d = norms[i0 + 2] + nj - 2 * s2;
         if (d < 0) d = 0;
-        if (d <= heapD[(i0 + 2) * k]) offer(i0 + 2, j, d);
-        if (d <= heapD[j * k]) offer(j, i0 + 2, d);
+        if (d <= worst[i0 + 2]) heaps.offer(i0 + 2, j, d);
+        if (d <= worst[j]) heaps.offer(j, i0 + 2, d);
       }
       if (rows > 3 && j > i0 + 3) {
         d = norms[i0 + 3] + nj - 2 * s3;
         if (d < 0) d = 0;
-        if (d <= heapD[(i0 + 3) * k]) offer(i0 + 3, j, d);
-        if (d <= heapD[j * k]) offer(j, i0 + 3, d);
+        if (d <= worst[i0 + 3]) heaps.offer(i0 + 3, j, d);
+        if (d <= worst[j]) heaps.offer(j, i0 + 3, d);
       }
     }
   }
-
-  // Heap → ascending order (sort each row's k entries).
-  const indices = new Int32Array(n * k);
-  const dist2 = new Float32Array(n * k);
-  const order = new Array<number>(k);
-  for (let i = 0; i < n; i++) {
-    const base = i * k;
-    for (let t = 0; t < k; t++) order[t] = t;
-    order.sort((a, b) => heapD[base + a] - heapD[base + b] || heapI[base + a] - heapI[base + b]);
-    for (let t = 0; t < k; t++) {
-      indices[base + t] = heapI[base + order[t]];
-      dist2[base + t] = heapD[base + order[t]];
-    }
-  }
-  return { indices, dist2 };
+  // the float64 difference form for the kept distances, as selfKnn: both searches give the same bytes
+  return rerankKnn(data, dim, heaps.sorted().indices, n, k, k);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,7 +808,7 @@ export function tsne(data: Float32Array, n: number, dim: number, opts: TsneOptio
 /**
  * tsne() with the exact neighbour search on the TF.js backend (linalg.selfKnn: blocked matrix
  * products, float64 re-ranking), unless `opts.knn` is given. Same layout as tsne() up to the
- * neighbour distances' last bits (float64 either way; the search itself is exact).
+ * neighbour sets (identical but for float32 rounding in the search; distances are float64 both ways).
  */
 export async function tsneAsync(data: Float32Array, n: number, dim: number, opts: TsneOptions = {}): Promise<Float32Array> {
   if (n >= 2 && !opts.knn) {
