@@ -452,3 +452,38 @@ describe('gradient gaps (StridedSlice, gather on wasm, resize on cpu, cropAndRes
     }
   });
 });
+
+describe('FusedBatchNorm gradient (broadcasting instead of tile)', () => {
+  it('matches central finite differences for x, mean, variance, scale and offset, on cpu and wasm', async () => {
+    const xs = [2, 3, 4, 5];
+    const x0 = randArray(120);
+    const m0 = randArray(5);
+    const v0 = randArray(5).map((v) => 0.5 + Math.abs(v));
+    const o0 = randArray(5);
+    const s0 = randArray(5);
+    const r = randArray(120);
+    const loss = (x: tf.Tensor, m: tf.Tensor, v: tf.Tensor, o: tf.Tensor, s: tf.Tensor) =>
+      tf.sum(tf.mul(tf.batchNorm(x as tf.Tensor4D, m as tf.Tensor1D, v as tf.Tensor1D, o as tf.Tensor1D, s as tf.Tensor1D, 1e-3), tf.tensor(r, xs))) as tf.Scalar;
+    const args = [x0, m0, v0, o0, s0];
+    const shapes = [xs, [5], [5], [5], [5]];
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      const before = tf.memory().numTensors;
+      const grads = tf.tidy(() => tf.grads(loss)(args.map((a, i) => tf.tensor(a, shapes[i]))).map((g) => g.dataSync()));
+      const at = (vals: Float32Array[]) => tf.tidy(() => loss(...(vals.map((a, i) => tf.tensor(a, shapes[i])) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor])).dataSync()[0]!);
+      for (let which = 0; which < 5; which++) {
+        for (const k of which === 0 ? [0, 37, 119] : [0, 3]) {
+          const eps = 1e-2;
+          const plus = args.map((a) => a.slice());
+          const minus = args.map((a) => a.slice());
+          plus[which]![k] += eps;
+          minus[which]![k] -= eps;
+          const fd = (at(plus) - at(minus)) / (2 * eps);
+          const g = grads[which]![k]!;
+          expect(Math.abs(fd - g), `${backend} input ${which} [${k}]: fd ${fd} vs ${g}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(fd)));
+        }
+      }
+      expect(tf.memory().numTensors).toBe(before);
+    }
+  });
+});

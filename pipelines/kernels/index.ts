@@ -153,14 +153,35 @@ const kernels: tf.KernelConfig[] = [
 ];
 
 let registered = false;
+/** wasm's own configs of the kernels we replaced (missing ones are absent), for before/after benchmarks. */
+const originals = new Map<string, tf.KernelConfig>();
 
 /** Registers the wasm gradient kernels (idempotent; replaces wasm's own MaxPoolGrad and Conv2DBackpropInput). */
 export function registerWasmKernels(): void {
   if (registered) return;
   for (const k of kernels) {
+    const own = tf.getKernel(k.kernelName, 'wasm');
     // Unregister first so that overriding wasm's own kernel does not log a warning.
-    if (tf.getKernel(k.kernelName, 'wasm')) tf.unregisterKernel(k.kernelName, 'wasm');
+    if (own) {
+      originals.set(k.kernelName, own);
+      tf.unregisterKernel(k.kernelName, 'wasm');
+    }
     tf.registerKernel(k);
   }
   registered = true;
+}
+
+/**
+ * Switches between our wasm gradient kernels ('convlens') and tfjs-backend-wasm's own ('tfjs':
+ * the slow or wrong ones back, the missing ones missing again). For bench/gradients.ts's
+ * before/after table in one process; after registerWasmKernels().
+ */
+export function useWasmKernels(set: 'convlens' | 'tfjs'): void {
+  if (!registered) throw new Error('useWasmKernels: call registerWasmKernels() (initBackend(\'wasm\')) first');
+  for (const k of kernels) {
+    if (tf.getKernel(k.kernelName, 'wasm')) tf.unregisterKernel(k.kernelName, 'wasm');
+    const own = originals.get(k.kernelName);
+    if (set === 'convlens') tf.registerKernel(k);
+    else if (own) tf.registerKernel(own);
+  }
 }

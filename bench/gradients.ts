@@ -1,0 +1,285 @@
+/**
+ * Forward and input-gradient images/s on the CPU backends, before and after our wasm gradient
+ * kernels, in ONE run, next to PyTorch on the same cores and the same weights (issue 7).
+ *
+ *   npm run bench gradients
+ *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels]
+ *
+ * Per network (default report model, MobileNetV1- and MobileNetV2-shaped at 224 px):
+ *   wasm/tfjs      tfjs-backend-wasm's own kernels (ours unregistered): slow Conv2DBackpropInput,
+ *                  wrong MaxPoolGrad, missing depthwise backprops (the gradient then fails)
+ *   wasm/convlens  our kernels (pipelines/kernels)
+ *   cpu            tfjs-backend-cpu (with --cpu; one timed run for the 224-px nets: ~30 s each)
+ *   pytorch        bench/pytorch_anchor.py: the same model.json topology and weights, 2 threads
+ * The input gradient is the saliency one: ∂ logit_target / ∂ input for every image of the batch
+ * (pipelines/engines/attribution inputGradient, plain ReLU rule). Times are medians of `reps`
+ * runs after one warm-up. Then a per-kernel table (tfjs vs ours on the shapes of these nets),
+ * and with --profile the kernels that dominate the MobileNetV2 gradient.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../pipelines/backend';
+import { inputGradient, scoreNode } from '../pipelines/engines/attribution';
+import { useWasmKernels } from '../pipelines/kernels/index';
+import { defaultModel, mobileNetV1Shaped, mobileNetV2Shaped, type BenchModel } from './models';
+
+const { values: args } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'default,mnv1,mnv2' },
+    reps: { type: 'string', default: '3' },
+    cpu: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'no-torch': { type: 'boolean', default: false },
+    'no-kernels': { type: 'boolean', default: false },
+  },
+});
+const reps = Math.max(1, Number(args.reps));
+const here = path.dirname(fileURLToPath(import.meta.url));
+const load = () => os.loadavg().map((v) => v.toFixed(2)).join(' ');
+
+const builders: Record<string, { batch: number; make: () => Promise<BenchModel> }> = {
+  default: { batch: 16, make: () => defaultModel() },
+  mnv1: { batch: 2, make: () => mobileNetV1Shaped() },
+  mnv2: { batch: 2, make: () => mobileNetV2Shaped() },
+};
+const wanted = args.models!.split(',').filter(Boolean);
+for (const w of wanted) {
+  if (!builders[w]) {
+    console.error(`bench/gradients.ts: unknown model '${w}' (--models takes ${Object.keys(builders).join(',')})`);
+    process.exit(2);
+  }
+}
+
+/** Median and best seconds of `n` timed calls after one warm-up (warm-up skipped when n = 1). */
+async function time(n: number, f: () => Promise<void>): Promise<{ median: number; best: number }> {
+  if (n > 1) await f();
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await f();
+    ts.push((performance.now() - t0) / 1000);
+  }
+  ts.sort((a, b) => a - b);
+  return { median: ts[Math.floor(ts.length / 2)]!, best: ts[0]! };
+}
+
+interface Row { net: string; engine: string; batch: number; fwd?: number; grad?: number; note?: string }
+const rows: Row[] = [];
+const fmt = (v?: number) => (v === undefined ? '—' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+function pixels(n: number, shape: number[]): Float32Array {
+  const size = n * shape.reduce((a, b) => a * b, 1);
+  // deterministic pseudo-random pixels in [0, 1)
+  return new Float32Array(size).map((_, i) => Math.abs(Math.sin(i * 12.9898) * 43758.5453) % 1);
+}
+
+console.log(`# gradients bench, ${new Date().toISOString()}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, load ${load()}`);
+const wasmInfo = await initBackend('wasm');
+console.log(`wasm: ${wasmInfo.adapter}`);
+
+for (const key of wanted) {
+  const { batch, make } = builders[key]!;
+  await initBackend('wasm');
+  const bench = await make();
+  const { model } = bench;
+  const ex = model.executor;
+  const inShape = model.inputShape;
+  const upTo = scoreNode(ex);
+  const K = ex.node(upTo).outputShape.at(-1)!;
+  const xv = pixels(batch, inShape);
+  const targets = Array.from({ length: batch }, (_, i) => (i * 7) % K);
+  console.log(`\n## ${key}: ${bench.description}; batch ${batch}; load ${load()}`);
+
+  const measure = async (engine: string, n: number, keep?: (logits: Float32Array, grad: Float32Array) => void): Promise<void> => {
+    const x = tf.tensor4d(xv, [batch, ...inShape] as [number, number, number, number]);
+    const row: Row = { net: key, engine, batch };
+    try {
+      const f = await time(n, async () => {
+        const y = tf.tidy(() => ex.run(x, { upTo }).output);
+        await y.data();
+        y.dispose();
+      });
+      row.fwd = batch / f.median;
+      const g = await time(n, async () => {
+        const d = tf.tidy(() => inputGradient(ex, x, targets));
+        await d.data();
+        d.dispose();
+      });
+      row.grad = batch / g.median;
+      if (keep) {
+        const [y, d] = tf.tidy(() => [ex.run(x, { upTo }).output, inputGradient(ex, x, targets)]);
+        keep((await y!.data()) as Float32Array, (await d!.data()) as Float32Array);
+        tf.dispose([y!, d!]);
+      }
+    } catch (e) {
+      row.note = `fails: ${(e as Error).message.split('\n')[0]!.slice(0, 110)}`;
+    }
+    x.dispose();
+    rows.push(row);
+    console.log(`${engine.padEnd(14)} forward ${fmt(row.fwd)} img/s, input gradient ${fmt(row.grad)} img/s${row.fwd && row.grad ? ` (gradient = ${(row.fwd / row.grad).toFixed(2)}× forward)` : ''}${row.note ? `  ${row.note}` : ''}; load ${load()}`);
+  };
+
+  useWasmKernels('tfjs');
+  await measure('wasm/tfjs', reps);
+  useWasmKernels('convlens');
+  let ours: { logits: Float32Array; grad: Float32Array } | undefined;
+  await measure('wasm/convlens', reps, (logits, grad) => (ours = { logits, grad }));
+  if (args.cpu) {
+    await initBackend('cpu');
+    await measure('cpu', inShape[0]! >= 100 ? 1 : reps);
+    await initBackend('wasm');
+  }
+
+  if (!args['no-torch'] && ours) {
+    // The anchor reads the same model.json + weights, this input and our outputs (to compare).
+    const io = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-anchor-'));
+    fs.writeFileSync(path.join(io, 'x.bin'), Buffer.from(xv.buffer));
+    fs.writeFileSync(path.join(io, 'logits.bin'), Buffer.from(ours.logits.buffer));
+    fs.writeFileSync(path.join(io, 'grad.bin'), Buffer.from(ours.grad.buffer));
+    fs.writeFileSync(path.join(io, 'meta.json'), JSON.stringify({ batch, inputShape: inShape, targets, scoreLayer: upTo.replace(/\/preact$/, '') }));
+    const r = spawnSync('python3', [path.join(here, 'pytorch_anchor.py'), bench.dir, io, '--reps', String(reps)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('{'));
+    if (r.status === 0 && line) {
+      const a = JSON.parse(line) as { forward: number; grad: number; torch: string; threads: number; logitsRelErr: number; gradRelErr: number };
+      rows.push({ net: key, engine: `pytorch ${a.torch} (${a.threads} threads)`, batch, fwd: a.forward, grad: a.grad, note: `same net: logits rel. err ${a.logitsRelErr.toExponential(1)}, gradient rel. err ${a.gradRelErr.toExponential(1)}` });
+      console.log(`pytorch        forward ${fmt(a.forward)} img/s, input gradient ${fmt(a.grad)} img/s; outputs vs ours: logits ${a.logitsRelErr.toExponential(1)}, gradient ${a.gradRelErr.toExponential(1)} (rel. L2)`);
+    } else {
+      const msg = (r.stdout ?? '').trim().split('\n').at(-1) ?? `exit ${r.status}`;
+      rows.push({ net: key, engine: 'pytorch', batch, note: `skipped: ${msg}` });
+      console.log(`pytorch        skipped: ${msg}`);
+    }
+    fs.rmSync(io, { recursive: true, force: true });
+  }
+
+  if (args.profile) {
+    for (const set of ['tfjs', 'convlens'] as const) {
+      useWasmKernels(set);
+      await profile(`${key} wasm/${set}`, ex, xv, [batch, ...inShape], targets);
+    }
+  }
+  model.dispose();
+}
+
+/** Kernel time of one input gradient, summed per kernel name (wasm is synchronous, so wall time per kernel). */
+async function profile(label: string, ex: BenchModel['model']['executor'], xv: Float32Array, shape: number[], targets: number[]): Promise<void> {
+  const x = tf.tensor4d(xv, shape as [number, number, number, number]);
+  let info: tf.ProfileInfo;
+  try {
+    info = await tf.profile(() => tf.tidy(() => inputGradient(ex, x, targets)));
+  } catch (e) {
+    console.log(`\nprofile ${label}: fails: ${(e as Error).message.split('\n')[0]}`);
+    x.dispose();
+    return;
+  }
+  const by = new Map<string, { ms: number; n: number }>();
+  for (const k of info.kernels) {
+    const ms = Number(await (k.kernelTimeMs as number | Promise<number | { error: string }>)) || 0;
+    const e = by.get(k.name) ?? { ms: 0, n: 0 };
+    e.ms += ms;
+    e.n++;
+    by.set(k.name, e);
+  }
+  const total = [...by.values()].reduce((a, b) => a + b.ms, 0);
+  console.log(`\nprofile ${label}: one input gradient of batch ${shape[0]}, ${total.toFixed(0)} ms of kernel time`);
+  for (const [name, e] of [...by.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
+    console.log(`  ${name.padEnd(36)} ${e.ms.toFixed(1).padStart(8)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)} %  (${e.n} calls)`);
+  }
+  tf.dispose(info.result as tf.Tensor);
+  x.dispose();
+}
+
+// ---------- per-kernel table: tfjs-backend-wasm's kernel vs ours, same shapes, same run ----------
+
+interface KernelCase { kernel: string; what: string; inputs: () => tf.NamedTensorMap; attrs: tf.NamedAttrMap }
+function kernelCases(): KernelCase[] {
+  const r = (s: number[]) => tf.randomNormal(s, 0, 1, 'float32', 7);
+  const convIn = (n: number, h: number, ci: number, co: number, k: number, s: number): KernelCase => {
+    const info = tf.backend_util.computeConv2DInfo([n, h, h, ci], [k, k, ci, co], s, 1, 'same');
+    return {
+      kernel: 'Conv2DBackpropInput', what: `dy [${n},${info.outHeight},${info.outWidth},${co}] k${k} s${s} → [${n},${h},${h},${ci}]`,
+      inputs: () => ({ dy: r([n, info.outHeight, info.outWidth, co]), filter: r([k, k, ci, co]) }),
+      attrs: { inputShape: [n, h, h, ci], strides: s, pad: 'same', dataFormat: 'NHWC' } as unknown as tf.NamedAttrMap,
+    };
+  };
+  const dwIn = (n: number, h: number, c: number, s: number): KernelCase => {
+    const info = tf.backend_util.computeConv2DInfo([n, h, h, c], [3, 3, c, 1], s, 1, 'same', undefined, true);
+    return {
+      kernel: 'DepthwiseConv2dNativeBackpropInput', what: `dy [${n},${info.outHeight},${info.outWidth},${c}] 3×3 s${s}`,
+      inputs: () => ({ dy: r([n, info.outHeight, info.outWidth, c]), filter: r([3, 3, c, 1]) }),
+      attrs: { inputShape: [n, h, h, c], strides: s, pad: 'same', dilations: 1 } as unknown as tf.NamedAttrMap,
+    };
+  };
+  const convF = (n: number, h: number, ci: number, co: number): KernelCase => ({
+    kernel: 'Conv2DBackpropFilter', what: `x [${n},${h},${h},${ci}] 3×3 → ${co}`,
+    inputs: () => ({ x: r([n, h, h, ci]), dy: r([n, h, h, co]) }),
+    attrs: { filterShape: [3, 3, ci, co], strides: 1, pad: 'same', dataFormat: 'NHWC' } as unknown as tf.NamedAttrMap,
+  });
+  const pool = (n: number, h: number, c: number): KernelCase => ({
+    kernel: 'MaxPoolGrad', what: `x [${n},${h},${h},${c}] 2×2/2`,
+    inputs: () => ({ dy: r([n, h / 2, h / 2, c]), input: r([n, h, h, c]), output: r([n, h / 2, h / 2, c]) }),
+    attrs: { filterSize: 2, strides: 2, pad: 'valid' } as unknown as tf.NamedAttrMap,
+  });
+  return [
+    convIn(16, 28, 16, 32, 3, 1), convIn(16, 14, 32, 64, 3, 1), convIn(2, 224, 3, 32, 3, 2), convIn(2, 56, 128, 128, 1, 1),
+    convIn(2, 28, 192, 32, 1, 1), dwIn(2, 112, 32, 1), dwIn(2, 112, 96, 2), dwIn(2, 28, 192, 1),
+    convF(16, 28, 16, 32), pool(16, 28, 16),
+  ];
+}
+
+async function kernelTable(): Promise<string[]> {
+  await initBackend('wasm');
+  const out: string[] = [];
+  for (const c of kernelCases()) {
+    const inputs = c.inputs();
+    const run = async () => {
+      const y = tf.engine().runKernel(c.kernel, inputs, c.attrs) as tf.Tensor;
+      await y.data();
+      y.dispose();
+    };
+    const res: Record<string, string> = {};
+    const ms: Record<string, number> = {};
+    for (const set of ['tfjs', 'convlens'] as const) {
+      useWasmKernels(set);
+      if (!tf.getKernel(c.kernel, 'wasm')) {
+        res[set] = 'missing';
+        continue;
+      }
+      const t = await time(Math.max(3, reps), run);
+      ms[set] = t.median * 1000;
+      res[set] = `${(t.median * 1000).toFixed(1)} ms`;
+    }
+    useWasmKernels('convlens');
+    tf.dispose(Object.values(inputs));
+    const speed = ms.tfjs && ms.convlens ? `${(ms.tfjs / ms.convlens).toFixed(1)}×` : '—';
+    out.push(`| ${c.kernel} | ${c.what} | ${res.tfjs} | ${res.convlens} | ${speed} |`);
+  }
+  return out;
+}
+
+const kRows = args['no-kernels'] ? [] : await kernelTable();
+
+console.log(`\n### gradients: images/s (median of ${reps} after a warm-up), ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load at end ${load()}`);
+console.log('| network | engine | batch | forward img/s | input-gradient img/s | gradient / forward | note |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  const ratio = r.fwd && r.grad ? `${(r.fwd / r.grad).toFixed(2)}×` : '—';
+  console.log(`| ${r.net} | ${r.engine} | ${r.batch} | ${fmt(r.fwd)} | ${fmt(r.grad)} | ${ratio} | ${r.note ?? ''} |`);
+}
+for (const key of wanted) {
+  const ours = rows.find((r) => r.net === key && r.engine === 'wasm/convlens');
+  const torch = rows.find((r) => r.net === key && r.engine.startsWith('pytorch') && r.fwd);
+  if (ours?.grad && torch?.grad && ours.fwd && torch.fwd) {
+    console.log(`${key}: convlens wasm / PyTorch CPU = ${(ours.fwd / torch.fwd).toFixed(2)}× (forward), ${(ours.grad / torch.grad).toFixed(2)}× (input gradient); one saliency map ${(1000 / ours.grad).toFixed(0)} ms`);
+  }
+}
+if (kRows.length) {
+  console.log('\n### per kernel, wasm: tfjs-backend-wasm 4.22 vs pipelines/kernels (median ms)');
+  console.log('| kernel | shape | tfjs | convlens | speed-up |');
+  console.log('|---|---|---|---|---|');
+  for (const r of kRows) console.log(r);
+}
