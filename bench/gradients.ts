@@ -168,7 +168,7 @@ for (const key of wanted) {
 /** Kernel time of one input gradient, summed per kernel name (wasm is synchronous, so wall time per kernel). */
 async function profile(label: string, ex: BenchModel['model']['executor'], xv: Float32Array, shape: number[], targets: number[]): Promise<void> {
   const x = tf.tensor4d(xv, shape as [number, number, number, number]);
-  let info: tf.ProfileInfo;
+  let info: Awaited<ReturnType<typeof tf.profile>>;
   try {
     info = await tf.profile(() => tf.tidy(() => inputGradient(ex, x, targets)));
   } catch (e) {
