@@ -74,6 +74,8 @@ export class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly queue: Queued[] = [];
   private closing = false;
+  /** set by kill(): an interrupted step is not a failure, so it gets no `.err` */
+  private killing = false;
   private readonly stats: { pid: number; steps: number; peakRssKb: number }[] = [];
 
   constructor(
@@ -111,6 +113,7 @@ export class WorkerPool {
    */
   async kill(graceMs = 3000): Promise<void> {
     this.closing = true;
+    this.killing = true;
     const busy = this.workers.filter((w) => w.current).map((w) => ({ pid: w.child.pid, job: w.current!.job }));
     for (const w of this.workers) w.child.kill('SIGTERM');
     const timer = setTimeout(() => this.workers.forEach((w) => w.child.kill('SIGKILL')), graceMs);
@@ -154,7 +157,7 @@ export class WorkerPool {
         // It died mid-step: record the failure as a technique error would be, drop its temp folder.
         const message = `its worker process (pid ${child.pid}) ${why} while computing it`;
         fs.rmSync(path.join(q.job.cacheRoot, `${q.job.key}.tmp-${child.pid}`), { recursive: true, force: true });
-        fs.writeFileSync(path.join(q.job.cacheRoot, `${q.job.key}.err`), message);
+        if (!this.killing) fs.writeFileSync(path.join(q.job.cacheRoot, `${q.job.key}.err`), message);
         q.reject(new WorkerCrash(message));
       }
       resolveExit();

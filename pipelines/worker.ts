@@ -2,7 +2,7 @@
  * A runner worker process (see run-pool.ts): receives one step at a time, computes it with the
  * same code as an in-process run (run.ts stepCompute + computeInto) and writes the result into
  * the cache itself. Model and dataset are loaded once per report and kept for the next step.
- * Exits when the runner closes the channel; on SIGINT/SIGTERM it removes its temp folder first.
+ * Exits when the runner closes the channel or sends SIGTERM, removing its temp folder first.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,7 +29,9 @@ function stop(code: number): never {
   process.exit(code);
 }
 process.on('disconnect', () => stop(0));
-process.on('SIGINT', () => stop(130));
+// A terminal's Ctrl-C reaches the whole process group: the runner decides (it sends SIGTERM), so
+// that an interrupted step is not recorded as a crash.
+process.on('SIGINT', () => {});
 process.on('SIGTERM', () => stop(143));
 
 // One job at a time: the pool sends the next only after this one's result.

@@ -220,6 +220,8 @@ process.exit(0);
     const killed = await done;
     expect(killed.code).toBe(130);
     expect(tmpEntries(root)).toEqual([]);
+    // an interrupted step is not a failure: no .err
+    expect(fs.readdirSync(path.join(root, '.convlens', 'cache')).filter((n) => n.endsWith('.err'))).toEqual([]);
     const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
     expect(workers.filter(alive)).toEqual([]);
 
