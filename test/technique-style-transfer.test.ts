@@ -22,6 +22,8 @@ describe('style-transfer', () => {
     expect(tf.memory().numTensors).toBe(before);
     const d = data as StyleData;
     expect(d.contentLayer).toBe('level2');
+    expect(d.kind).toBe('random');
+    expect(d.attribution).toMatch(/seeded/);
     const e = d.pairs[0];
     expect(files).toEqual(expect.arrayContaining([e.result, e.contentPng, e.stylePng]));
     expect(e.losses[5]).toBeLessThan(e.losses[0]);

@@ -18,17 +18,40 @@ describe('texture-synthesis', () => {
     const { model, dataset } = await tinyReport();
     const before = tf.memory().numTensors;
     const { data, files } = await runTechnique(technique, {
-      model, dataset, params: { textures: ['images/gravel.png'], size: 24, steps: 5, perceptualModel: small },
+      model, dataset, params: { textures: ['images/gravel.png'], size: 24, steps: 5, perceptualModel: small, compareWith: null },
     });
     expect(tf.memory().numTensors).toBe(before);
     const d = data as TextureData;
-    expect(d.layers).toEqual(['level0', 'level1', 'level2']);
-    expect(d.network).toContain('random-multiscale');
-    const t = d.textures[0];
+    expect(d.runs).toHaveLength(1);
+    const run = d.runs[0];
+    expect(run.layers).toEqual(['level0', 'level1', 'level2']);
+    expect(run.network).toContain('random-multiscale');
+    expect(run.kind).toBe('random');
+    expect(run.attribution).toMatch(/seeded/);
+    const t = run.textures[0];
     expect(files).toEqual(expect.arrayContaining([t.result, t.sourcePng]));
     expect(t.losses).toHaveLength(6);
     expect(t.losses[5]).toBeLessThan(t.losses[0]);
     model.dispose();
+  });
+
+  it('two networks side by side start from the same noise (0 steps: identical images, different losses)', async () => {
+    const { model, dataset } = await tinyReport();
+    const other = { ...small, seed: 2 };
+    const { data, dir } = await runTechnique(technique, {
+      model, dataset, params: { textures: ['images/gravel.png'], size: 24, steps: 0, perceptualModel: small, compareWith: other },
+    });
+    const d = data as TextureData;
+    expect(d.runs.map((r) => r.network)).toEqual([expect.stringContaining('seed 1'), expect.stringContaining('seed 2')]);
+    const [a, b] = d.runs.map((r) => fs.readFileSync(path.join(dir, r.textures[0].raw)));
+    expect(a.length).toBeGreaterThan(0);
+    expect(a.equals(b)).toBe(true);
+    expect(d.runs[0].textures[0].losses[0]).not.toBe(d.runs[1].textures[0].losses[0]);
+    model.dispose();
+  });
+
+  it('compares with the MobileNetV2 backbone by default', () => {
+    expect(technique.params.parse({}).compareWith).toEqual({ kind: 'mobilenet-v2' });
   });
 
   it('the default textures ship with the report', () => {

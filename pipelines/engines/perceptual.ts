@@ -34,6 +34,10 @@ import type { Forward } from './optimize-image';
 export interface PerceptualNet {
   /** short id for provenance, e.g. "random-multiscale(seed 1, 5 levels × 64 filters 5×5)". */
   id: string;
+  /** which kind of net (the `perceptualModel.kind` it came from). */
+  kind: 'random' | 'mobilenet-v2' | 'model';
+  /** one sentence for the page: where the weights come from, their licence, what was used. */
+  attribution: string;
   /** every layer a texture/style objective may read, shallow to deep. */
   layers: string[];
   /** Gatys-style defaults for this net. */
@@ -99,6 +103,8 @@ export function buildRandomNet(opts: RandomNetOptions = {}): PerceptualNet {
   };
   return {
     id: `random-multiscale(seed ${seed}, ${levels} levels × ${filters} filters ${k}×${k})`,
+    kind: 'random',
+    attribution: `random weights from convlens' seeded generator (seed ${seed}), after Ustyuzhaninov et al. (ICLR 2017); nothing downloaded, nothing trained`,
     layers,
     defaultStyleLayers: layers,
     defaultContentLayer: layers[Math.min(2, levels - 1)],
@@ -111,8 +117,8 @@ export function buildRandomNet(opts: RandomNetOptions = {}): PerceptualNet {
 export interface PerceptualModelSpec {
   /** TF.js LayersModel folder (model.json + shards), RGB input. */
   path: string;
-  /** how [0, 1] RGB becomes the model's input, e.g. VGG/Keras 'caffe': meanStd in 0..255 BGR is NOT supported; use the range or per-channel mean/std the model was trained with. */
-  normalize: { kind: 'range'; min: number; max: number } | { kind: 'meanStd'; mean: number[]; std: number[] };
+  /** how [0, 1] RGB becomes the model's input: a range, a per-channel mean/std (RGB, on [0, 1]), or Keras' 'caffe' mode (VGG16/19: BGR, 0..255, ImageNet mean subtracted). */
+  normalize: { kind: 'range'; min: number; max: number } | { kind: 'meanStd'; mean: number[]; std: number[] } | { kind: 'caffe' };
   styleLayers: string[];
   contentLayer: string;
 }
@@ -128,16 +134,20 @@ export async function loadPerceptualModel(spec: PerceptualModelSpec): Promise<Pe
   for (const l of [...spec.styleLayers, spec.contentLayer]) ex.node(l); // unknown names fail early with suggestions
   const order = new Map(ex.nodes.map((n, i) => [n.name, i]));
   const norm = spec.normalize;
-  const toInput = (x: tf.Tensor4D): tf.Tensor4D =>
-    norm.kind === 'range'
-      ? tf.add(tf.mul(x, norm.max - norm.min), norm.min)
-      : tf.div(tf.sub(x, tf.tensor1d(norm.mean)), tf.tensor1d(norm.std));
+  const toInput = (x: tf.Tensor4D): tf.Tensor4D => {
+    if (norm.kind === 'range') return tf.add(tf.mul(x, norm.max - norm.min), norm.min);
+    if (norm.kind === 'meanStd') return tf.div(tf.sub(x, tf.tensor1d(norm.mean)), tf.tensor1d(norm.std));
+    // keras.applications.vgg16.preprocess_input: RGB→BGR, ×255, minus the ImageNet BGR mean
+    return tf.sub(tf.mul(tf.reverse(x, -1), 255), tf.tensor1d([103.939, 116.779, 123.68]));
+  };
   const forward: Forward = (x, wanted) => {
     const upTo = wanted.reduce((a, b) => (order.get(b)! > order.get(a)! ? b : a));
     return ex.run(toInput(x), { capture: wanted, upTo }).captured;
   };
   return {
     id: `${spec.path} (${model.id.slice(0, 12)})`,
+    kind: 'model',
+    attribution: `the report's own perceptual network ${path.basename(spec.path)} (sha256 ${model.id.slice(0, 12)}…); its licence is the report author's to state`,
     layers: ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name),
     defaultStyleLayers: spec.styleLayers,
     defaultContentLayer: spec.contentLayer,
@@ -160,6 +170,11 @@ export const MOBILENET_BACKBONE_END = 'out_relu';
  */
 export const MOBILENET_STYLE_LAYERS = ['Conv1_relu', 'block_1_expand_relu', 'block_3_expand_relu', 'block_6_expand_relu', 'block_13_expand_relu'];
 export const MOBILENET_CONTENT_LAYER = 'block_6_expand_relu';
+
+export const MOBILENET_ATTRIBUTION =
+  `the convolutional layers of the MobileNetV2 shipped in the npm package nsfwjs ${NSFWJS_VERSION} (MIT licence, Copyright Infinite Red, Inc.): ` +
+  'ImageNet-initialised, then fine-tuned by its authors to classify images for content moderation; convlens loads only the convolutional backbone ' +
+  '(up to out_relu), never the classifier head or its class names';
 
 const NSFWJS_FIX = `install it next to convlens: \`npm install nsfwjs@${NSFWJS_VERSION}\` (MIT; convlens reads only its MobileNetV2 files), or use perceptualModel: { kind: 'random' }.`;
 
@@ -343,6 +358,8 @@ export async function loadMobileNetV2Backbone(opts: { cacheDir?: string; nsfwjsD
   };
   return {
     id: `mobilenet-v2 backbone (nsfwjs ${path.basename(dir).split('-')[1]}, MIT; ${model.id.slice(0, 12)})`,
+    kind: 'mobilenet-v2',
+    attribution: MOBILENET_ATTRIBUTION,
     layers: ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name),
     defaultStyleLayers: MOBILENET_STYLE_LAYERS,
     defaultContentLayer: MOBILENET_CONTENT_LAYER,
@@ -354,8 +371,8 @@ export async function loadMobileNetV2Backbone(opts: { cacheDir?: string; nsfwjsD
 
 // ---------------------------------------------------------------- technique params
 
-/** `perceptualModel` param shared by texture-synthesis and style-transfer. */
-export const perceptualParam = z
+/** One perceptual network, as written in a report config. */
+export const perceptualNet = z
   .union([
     z.object({
       kind: z.literal('random'),
@@ -370,6 +387,7 @@ export const perceptualParam = z
       normalize: z.union([
         z.object({ kind: z.literal('range'), min: z.number(), max: z.number() }),
         z.object({ kind: z.literal('meanStd'), mean: z.array(z.number()).length(3), std: z.array(z.number()).length(3) }),
+        z.object({ kind: z.literal('caffe') }).describe('Keras VGG16/19 preprocessing: BGR, 0..255, ImageNet mean subtracted'),
       ]),
       styleLayers: z.array(z.string()).min(1),
       contentLayer: z.string(),
@@ -378,10 +396,14 @@ export const perceptualParam = z
       kind: z.literal('mobilenet-v2'),
     }).describe(`the MobileNetV2 convolutional backbone from the npm package nsfwjs@${NSFWJS_VERSION} (MIT, Infinite Red; ImageNet-initialised, fine-tuned for content moderation; its classifier head is never loaded); input RGB in [0, 1], any size`),
   ])
-  .default({ kind: 'random', seed: 1, filters: 64, kernel: 5, levels: 5 })
-  .describe('the perceptual network: a random-weight multi-scale net (no download), the MobileNetV2 backbone shipped in nsfwjs, or your own TF.js LayersModel with RGB input');
+  .describe('a perceptual network: a random-weight multi-scale net (no download), the MobileNetV2 backbone shipped in nsfwjs, or your own TF.js LayersModel with RGB input');
 
-export type PerceptualParam = z.output<typeof perceptualParam>;
+export const RANDOM_NET = { kind: 'random', seed: 1, filters: 64, kernel: 5, levels: 5 } as const;
+
+/** `perceptualModel` param shared by texture-synthesis and style-transfer (default: the random net). */
+export const perceptualParam = perceptualNet.default(RANDOM_NET);
+
+export type PerceptualParam = z.output<typeof perceptualNet>;
 
 export async function openPerceptual(spec: PerceptualParam, reportDir: string): Promise<PerceptualNet> {
   if (spec.kind === 'random') return buildRandomNet(spec);

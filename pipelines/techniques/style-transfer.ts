@@ -24,6 +24,9 @@ export interface StyleEntry {
 
 export interface StyleData {
   network: string;
+  kind: 'random' | 'mobilenet-v2' | 'model';
+  /** where the network's weights come from and what of it was used (shown on the page). */
+  attribution: string;
   contentLayer: string;
   styleLayers: string[];
   contentWeight: number;
@@ -109,7 +112,7 @@ export default defineTechnique({
         ctx.progress(i + 1, p.pairs.length);
       }
       return {
-        network: net.id, contentLayer, styleLayers, contentWeight: p.contentWeight, styleWeight: p.styleWeight, tvWeight: p.tvWeight,
+        network: net.id, kind: net.kind, attribution: net.attribution, contentLayer, styleLayers, contentWeight: p.contentWeight, styleWeight: p.styleWeight, tvWeight: p.tvWeight,
         size, steps: p.steps, lr: p.lr, pairs,
       };
     } finally {
