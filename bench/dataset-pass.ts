@@ -1,10 +1,12 @@
 /**
  * Dataset-pass benchmark: the shared `features` pass over the 10k Fashion-MNIST test images with
  * the default model, and exact kNN of 1 000 queries against 60 000 training rows, on one backend
- * (wasm by default; a seeded stand-in CNN while the default model is not trained). Prints images/s (rows/s for kNN) and the process's peak RSS after each stage.
+ * (wasm by default; the trained default model in reports/fashion-mnist/model, or a seeded stand-in
+ * CNN of the same shapes if it is missing). Prints images/s (queries/s for kNN), the process's
+ * peak RSS and the wasm heap after each stage, and the load average.
  *
- *   npx tsx bench/dataset-pass.ts                    # wasm; kNN on random features of the model's feature size
- *   npx tsx bench/dataset-pass.ts --train            # also the 60k training pass; kNN on the real features
+ *   npx tsx bench/dataset-pass.ts --train            # the 10k test + 60k training pass; kNN on the real features
+ *   npx tsx bench/dataset-pass.ts                    # test split only; kNN on random features of the model's feature size
  *   npx tsx bench/dataset-pass.ts --synthetic        # random 28×28 images instead of Fashion-MNIST (same shapes)
  *   npx tsx bench/dataset-pass.ts --knn-only --dim 128   # no model needed: kNN on random features
  *   npx tsx bench/dataset-pass.ts --backend cpu --model reports/fashion-mnist/model
@@ -44,11 +46,16 @@ const k = Number(option('k', '8'));
 const metric = option('metric', 'cosine') as Metric;
 
 const peakMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
+/** wasm memory only grows: its size now is the stage's peak. */
+const wasmHeap = () => {
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8;
+  return heap ? `, wasm heap ${Math.round(heap.length / 2 ** 20)} MB` : '';
+};
 const line = (what: string, seconds: number, count: number, unit: string) =>
-  console.log(`${what.padEnd(44)} ${seconds.toFixed(2).padStart(8)} s  ${(count / seconds).toFixed(0).padStart(8)} ${unit}/s  peak RSS ${peakMb()} MB`);
+  console.log(`${what.padEnd(44)} ${seconds.toFixed(2).padStart(8)} s  ${(count / seconds).toFixed(0).padStart(8)} ${unit}/s  peak RSS ${peakMb()} MB${wasmHeap()}  load ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 
 const backend = await initBackend(backendName);
-console.log(`backend ${backend.name} (${backend.adapter}); ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; node ${process.version}`);
+console.log(`${new Date().toISOString()}; backend ${backend.name} (${backend.adapter}); ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; node ${process.version}; load ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 
 let knnQueries: Float32Array | undefined;
 let knnRef: (() => AsyncIterable<{ start: number; count: number; values: Float32Array }>) | undefined;
@@ -56,7 +63,7 @@ let dim = Number(option('dim', '0'));
 let source = 'random features';
 
 /**
- * Until the default model is trained: a seeded, untrained CNN of the same kind (forward cost does
+ * When the default model is missing: a seeded, untrained CNN of the same kind (forward cost does
  * not depend on the weight values). The output names which model was timed.
  */
 async function standIn(): Promise<LoadedModel> {
@@ -99,7 +106,7 @@ function syntheticDataset(preprocessing: Preprocessing): Dataset {
 if (!flag('knn-only')) {
   const trained = fs.existsSync(path.join(modelDir, 'model.json'));
   const model = trained ? await loadModel(modelDir) : await standIn();
-  console.log(`model: ${trained ? modelDir : 'seeded untrained stand-in (conv32-pool-conv64-pool-conv64-GAP-dense10; the default model is not trained yet)'}`);
+  console.log(`model: ${trained ? `${modelDir} (trained)` : `seeded untrained stand-in (conv32-pool-conv64-pool-conv64-GAP-dense10; no model.json in ${modelDir})`}`);
   const preprocessing = { size: [28, 28] as [number, number], channels: 1 as const, fit: 'fill' as const, normalize: { kind: 'range' as const, min: 0, max: 1 } };
   let dataset: Dataset;
   if (flag('synthetic')) {

@@ -1,21 +1,32 @@
 /**
- * t-SNE benchmark: our Barnes-Hut t-SNE (pipelines/engines/tsne.ts) against scikit-learn's
- * Barnes-Hut t-SNE (bench/tsne_sklearn.py, Debian python3-sklearn) on the same seeded 64-d
- * Gaussian mixture, in the same run. Each method runs in its own process so that peak RSS is
- * its own; quality is scored by the same TS code for both.
+ * t-SNE benchmark: our Barnes-Hut t-SNE (pipelines/engines/tsne.ts: exact neighbours by blocked
+ * matrix products on the wasm backend, gradient on worker threads) against scikit-learn's
+ * Barnes-Hut t-SNE (bench/tsne_sklearn.py) and the exact O(N²) `tsne-js` (devDependency) on the
+ * same seeded 64-d Gaussian mixture, in the same run. Each method runs in its own process so that
+ * peak RSS is its own; quality is scored by the same TS code for all.
  *
- *   npx tsx bench/tsne.ts                 # N = 10 000 and 70 000
- *   npx tsx bench/tsne.ts --n 10000       # one size
- *   npx tsx bench/tsne.ts --no-sklearn    # ours only
- *   npx tsx bench/tsne.ts --write-fixture # the 1 000 × 50 test mixture → sklearn reference values
+ *   npx tsx bench/tsne.ts                      # N = 10 000 and 70 000 (+ tsne-js, ours, sklearn at 1 000)
+ *   npx tsx bench/tsne.ts --n 10000            # sizes, comma separated
+ *   npx tsx bench/tsne.ts --threads 1          # gradient threads (default: defaultThreads(N))
+ *   npx tsx bench/tsne.ts --tsne-js 1000,2000  # sizes for tsne-js (exact; 0 = none), default 1000
+ *   npx tsx bench/tsne.ts --no-sklearn         # ours only
+ *   npx tsx bench/tsne.ts --knn-only           # the neighbour search alone: JS brute force vs backend
+ *   npx tsx bench/tsne.ts --write-fixture      # the 1 000 × 50 test mixture → sklearn reference values
+ *
+ * scikit-learn: Debian's `sudo apt-get install -y python3-sklearn` (or `pip install scikit-learn`;
+ * set PYTHON=/path/to/python3 to choose the interpreter). Without it the sklearn rows are skipped.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../pipelines/backend';
+import { selfKnn } from '../pipelines/engines/linalg';
 import { Rng } from '../pipelines/rng';
-import { knnOf, knnPreservation, trustworthiness, tsne } from '../pipelines/engines/tsne';
+import { exactKnn, knnOf, knnPreservation, neighbourCount, trustworthiness, tsne } from '../pipelines/engines/tsne';
 
 /**
  * Seeded Gaussian mixture: cluster centres ~ N(0, I_dim), cluster c has isotropic noise with
@@ -58,22 +69,77 @@ function readF32(file: string): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-interface RunResult { wallS: number; rssMB: number; embedding: string; setupS?: number; msPerIter?: number }
+interface RunResult { wallS: number; rssMB: number; embedding: string; knnS?: number; setupS?: number; msPerIter?: number; threads?: number; wasmHeapMB?: number; iterations?: number; note?: string }
+
+const wasmHeapMB = () => {
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8;
+  return heap ? heap.length / 2 ** 20 : undefined;
+};
 
 /** Child-process entry: run ours on a .f32 file, write the embedding, print timing JSON. */
-function child(args: string[]) {
+async function child(args: string[]) {
+  const [file, nS, dimS, outFile, threadsS] = args;
+  const n = Number(nS), dim = Number(dimS);
+  const data = readF32(file);
+  await initBackend('wasm');
+  const t0 = performance.now();
+  const knn = await selfKnn(data, n, dim, neighbourCount(n, 30));
+  const t1 = performance.now();
+  let at10 = 0;
+  let threads = 1;
+  // iteration 10's callback splits set-up (P, PCA, worker start) from the optimisation
+  const y = tsne(data, n, dim, {
+    seed: 1, knn, threads: threadsS ? Number(threadsS) : undefined,
+    onThreads: (t) => { threads = t; }, onProgress: (it) => { if (it === 10) at10 = performance.now(); },
+  });
+  const end = performance.now();
+  const msPerIter = (end - at10) / 990;
+  const setupS = (at10 - t1 - 10 * msPerIter) / 1000;
+  writeF32(outFile, y);
+  console.log(JSON.stringify({
+    wallS: (end - t0) / 1000, knnS: (t1 - t0) / 1000, setupS, msPerIter, threads,
+    rssMB: process.resourceUsage().maxRSS / 1024, wasmHeapMB: wasmHeapMB(), embedding: outFile,
+  }));
+}
+
+/** Child-process entry: tsne-js (exact t-SNE) with our settings where it has them. */
+function childTsneJs(args: string[]) {
   const [file, nS, dimS, outFile] = args;
   const n = Number(nS), dim = Number(dimS);
   const data = readF32(file);
+  const TSNE = createRequire(import.meta.url)('tsne-js');
+  const rows = Array.from({ length: n }, (_, i) => Array.from(data.subarray(i * dim, (i + 1) * dim)));
   const t0 = performance.now();
-  let at10 = 0;
-  // iteration 10's callback splits set-up (kNN, P, PCA) from the optimisation
-  const y = tsne(data, n, dim, { seed: 1, onProgress: (it) => { if (it === 10) at10 = performance.now(); } });
-  const end = performance.now();
-  const msPerIter = (end - at10) / 990;
-  const setupS = (at10 - t0 - 10 * msPerIter) / 1000;
-  writeF32(outFile, y);
-  console.log(JSON.stringify({ wallS: (end - t0) / 1000, setupS, msPerIter, rssMB: process.resourceUsage().maxRSS / 1024, embedding: outFile }));
+  // tsne-js draws its start with Math.random (not seedable) and hard-codes 100 exaggerated iterations
+  const model = new TSNE({ dim: 2, perplexity: 30, earlyExaggeration: 12, learningRate: Math.max(n / 12, 200), nIter: 1000, metric: 'euclidean' });
+  model.init({ data: rows, type: 'dense' });
+  const [, iterations] = model.run();
+  const out = model.getOutput() as number[][];
+  const wallS = (performance.now() - t0) / 1000;
+  writeF32(outFile, Float32Array.from(out.flat()));
+  console.log(JSON.stringify({ wallS, iterations, rssMB: process.resourceUsage().maxRSS / 1024, embedding: outFile }));
+}
+
+/** Child-process entry: the neighbour search alone, JS brute force (if N ≤ 20 000) and backend. */
+async function childKnn(args: string[]) {
+  const [file, nS, dimS] = args;
+  const n = Number(nS), dim = Number(dimS);
+  const data = readF32(file);
+  const k = neighbourCount(n, 30);
+  await initBackend('wasm');
+  const t0 = performance.now();
+  const b = await selfKnn(data, n, dim, k);
+  const backendS = (performance.now() - t0) / 1000;
+  const out: Record<string, unknown> = { backendS, rssMB: process.resourceUsage().maxRSS / 1024, wasmHeapMB: wasmHeapMB() };
+  if (n <= 20_000) {
+    const t1 = performance.now();
+    const a = exactKnn(data, n, dim, k);
+    out.jsS = (performance.now() - t1) / 1000;
+    let same = 0;
+    for (let t = 0; t < a.indices.length; t++) if (a.indices[t] === b.indices[t]) same++;
+    out.sameNeighbours = same / a.indices.length;
+  }
+  console.log(JSON.stringify(out));
 }
 
 function scoreQueries(n: number): number[] {
@@ -82,11 +148,38 @@ function scoreQueries(n: number): number[] {
   return rng.shuffle(all).slice(0, Math.min(1000, n));
 }
 
-function main() {
+function hasSklearn(): boolean {
+  try {
+    execFileSync(PYTHON, ['-c', 'import sklearn'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const load = () => os.loadavg().map((v) => v.toFixed(2)).join(' ');
+
+/** Runs a child process, returns its last stdout line as JSON (null on failure, reported). */
+function runJson(cmd: string, args: string[], env?: NodeJS.ProcessEnv): RunResult | null {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26, env: env ?? process.env, stdio: ['ignore', 'pipe', 'inherit'] });
+    return JSON.parse(out.trim().split('\n').pop()!);
+  } catch (e) {
+    console.log(`  (${path.basename(args[0] ?? cmd)} failed: ${(e as Error).message.split('\n')[0]})`);
+    return null;
+  }
+}
+
+async function main() {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child') return child(argv.slice(1));
+  if (argv[0] === '--child-tsne-js') return childTsneJs(argv.slice(1));
+  if (argv[0] === '--child-knn') return childKnn(argv.slice(1));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tsne-bench-'));
   const py = path.join(here, 'tsne_sklearn.py');
+  const opt = (name: string) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : undefined);
+  const self = fileURLToPath(import.meta.url);
+  const tsx = (args: string[]): [string, string[]] => [process.execPath, ['--import', 'tsx', self, ...args]];
 
   if (argv.includes('--write-fixture')) {
     // The data of test/tsne.test.ts: sklearn's values on it become the test's reference constants.
@@ -104,30 +197,59 @@ function main() {
     return;
   }
 
-  const sizes = argv.includes('--n') ? [Number(argv[argv.indexOf('--n') + 1])] : [10_000, 70_000];
   const dim = 64;
-  console.log(`# t-SNE bench, ${new Date().toISOString()}, ${os.cpus()[0]?.model ?? '?'} × ${os.cpus().length}, load ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-  for (const n of sizes) {
+  const sizes = (opt('n') ?? '10000,70000').split(',').map(Number);
+  const tsneJsSizes = (opt('tsne-js') ?? '1000').split(',').map(Number).filter((v) => v > 0);
+  const sklearn = !argv.includes('--no-sklearn') && hasSklearn();
+  const threads = opt('threads');
+  console.log(`# t-SNE bench, ${new Date().toISOString()}, ${os.cpus()[0]?.model ?? '?'} × ${os.cpus().length}, node ${process.version}, load ${load()}`);
+  if (!sklearn && !argv.includes('--no-sklearn')) {
+    console.log(`# scikit-learn not found for ${PYTHON}: sklearn rows skipped (Debian: sudo apt-get install -y python3-sklearn; or pip install scikit-learn and set PYTHON)`);
+  }
+
+  if (argv.includes('--knn-only')) {
+    for (const n of sizes) {
+      const { data } = gaussianMixture(n, dim, 10, 7);
+      const file = path.join(tmp, `mix-${n}.f32`);
+      writeF32(file, data);
+      const r = runJson(...tsx(['--child-knn', file, String(n), String(dim)])) as unknown as { backendS: number; jsS?: number; sameNeighbours?: number; rssMB: number; wasmHeapMB?: number } | null;
+      if (!r) continue;
+      const js = r.jsS !== undefined ? `JS brute force ${r.jsS.toFixed(2)} s, same neighbours ${(100 * r.sameNeighbours!).toFixed(3)}%` : 'JS brute force not run (N > 20 000)';
+      console.log(`kNN N=${n} D=${dim} k=${neighbourCount(n, 30)} | backend (wasm) ${r.backendS.toFixed(2)} s | ${js} | peak RSS ${r.rssMB.toFixed(0)} MB, wasm heap ${r.wasmHeapMB?.toFixed(0)} MB | load ${load()}`);
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+    return;
+  }
+
+  const all = [...new Set([...tsneJsSizes, ...sizes])].sort((a, b) => a - b);
+  for (const n of all) {
     const { data, labels } = gaussianMixture(n, dim, 10, 7);
     const file = path.join(tmp, `mix-${n}.f32`);
     writeF32(file, data);
     const rows: [string, RunResult][] = [];
-    const ours = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', file, String(n), String(dim), path.join(tmp, `ours-${n}.f32`)], { encoding: 'utf8', maxBuffer: 1 << 24 }).trim().split('\n').pop()!);
-    rows.push(['convlens BH (TS, 1 thread)', ours]);
-    if (!argv.includes('--no-sklearn')) {
-      const sk = JSON.parse(execFileSync(PYTHON, [py, file, String(n), String(dim), path.join(tmp, `sk-${n}.f32`)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } }).trim().split('\n').pop()!);
-      rows.push([`sklearn ${sk.version} BH (n_jobs=1)`, sk]);
+    const loadBefore = load();
+    if (tsneJsSizes.includes(n)) {
+      const r = runJson(...tsx(['--child-tsne-js', file, String(n), String(dim), path.join(tmp, `tsnejs-${n}.f32`)]));
+      if (r) rows.push(['tsne-js 1.0.3 (exact, 1 thread)', r]);
+    }
+    const ours = runJson(...tsx(['--child', file, String(n), String(dim), path.join(tmp, `ours-${n}.f32`), ...(threads ? [threads] : [])]));
+    if (ours) rows.push([`convlens BH (TS, kNN on wasm, ${ours.threads} thread${ours.threads === 1 ? '' : 's'})`, ours]);
+    if (sklearn) {
+      const sk = runJson(PYTHON, [py, file, String(n), String(dim), path.join(tmp, `sk-${n}.f32`)], { ...process.env, OMP_NUM_THREADS: '1' }) as (RunResult & { version?: string }) | null;
+      if (sk) rows.push([`sklearn ${sk.version} BH (n_jobs=1)`, sk]);
     }
     const qs = scoreQueries(n);
     for (const [name, r] of rows) {
       const y = readF32(r.embedding);
       const knn = knnPreservation(data, dim, y, n, 10, qs);
       const purity = labelPurity(y, labels, n, 10, qs);
-      const split = r.setupS !== undefined ? ` (set-up ${r.setupS.toFixed(1)} s + ${r.msPerIter!.toFixed(1)} ms/iter)` : '';
-      console.log(`N=${n} D=${dim} | ${name} | wall ${r.wallS.toFixed(1)} s${split} | peak RSS ${r.rssMB.toFixed(0)} MB | kNN-10 ${knn.toFixed(3)} | purity-10 ${purity.toFixed(3)} | load now ${os.loadavg()[0].toFixed(2)}`);
+      const split = r.setupS !== undefined ? ` (kNN ${r.knnS!.toFixed(1)} s + set-up ${r.setupS.toFixed(1)} s + ${r.msPerIter!.toFixed(1)} ms/iter)` : '';
+      const iters = r.iterations !== undefined ? ` (${r.iterations} iterations)` : '';
+      const heap = r.wasmHeapMB !== undefined ? `, wasm heap ${r.wasmHeapMB.toFixed(0)} MB` : '';
+      console.log(`N=${n} D=${dim} | ${name} | wall ${r.wallS.toFixed(1)} s${split}${iters} | peak RSS ${r.rssMB.toFixed(0)} MB${heap} | kNN-10 ${knn.toFixed(3)} | purity-10 ${purity.toFixed(3)} | load before ${loadBefore}, now ${load()}`);
     }
   }
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
