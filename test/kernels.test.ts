@@ -487,3 +487,29 @@ describe('FusedBatchNorm gradient (broadcasting instead of tile)', () => {
     }
   });
 });
+
+describe('one-pass Relu/Relu6 gradients and zero-copy Identity on wasm', () => {
+  it('relu and relu6 gradients are dy where 0 < x (≤ 6), else 0 (edges 0 and 6 included), on cpu and wasm', async () => {
+    const x = [-2, 0, 1e-3, 3, 6, 6.5, -0.1, 10];
+    const dy = [1, 2, 3, 4, 5, 6, 7, 8];
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      const before = tf.memory().numTensors;
+      const g = (f: (t: tf.Tensor) => tf.Tensor) => tf.tidy(() => Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.tensor(dy))))(tf.tensor(x)).dataSync()));
+      expect(g(tf.relu), `${backend} relu`).toEqual([0, 0, 3, 4, 5, 6, 0, 8]);
+      expect(g(tf.relu6), `${backend} relu6`).toEqual([0, 0, 3, 4, 5, 0, 0, 0]);
+      expect(tf.memory().numTensors).toBe(before);
+    }
+  });
+
+  it('a clone on wasm keeps its values after the original is disposed', async () => {
+    await initBackend('wasm');
+    const a = tf.tensor([1, 2, 3]);
+    const b = tf.clone(a);
+    a.dispose();
+    const c = tf.add(b, 1); // new allocations must not reuse b's memory
+    expect(Array.from(b.dataSync())).toEqual([1, 2, 3]);
+    expect(Array.from(c.dataSync())).toEqual([2, 3, 4]);
+    tf.dispose([b, c]);
+  });
+});

@@ -64,23 +64,48 @@ function padOrCrop(t: tf.Tensor4D, top: number, bottom: number, left: number, ri
   return r;
 }
 
+/** Name of the optional zero-stuffing kernel (registered for wasm and cpu in index.ts). */
+export const STRIDE_DILATE = 'ConvlensStrideDilate';
+
 /**
  * Inserts sh−1 zero rows and sw−1 zero columns after every row/column of dy ([N,oh·sh,ow·sw,C]);
- * the trailing zeros are harmless (padOrCrop trims them when they fall outside).
+ * the trailing zeros are harmless (padOrCrop trims them when they fall outside). Uses the
+ * one-pass kernel where the active backend has it: on wasm the 6-D pad below was ~30 ms per call.
  */
 function dilateForStride(dy: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
   if (sh === 1 && sw === 1) return dy;
+  if (tf.getKernel(STRIDE_DILATE, tf.getBackend())) {
+    return tf.engine().runKernel(STRIDE_DILATE, { x: dy }, { sh, sw }) as tf.Tensor4D;
+  }
   const [n, oh, ow, c] = dy.shape;
   const t = tf.pad(tf.reshape(dy, [n, oh, 1, ow, 1, c]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
   return tf.reshape(t, [n, oh * sh, ow * sw, c]);
 }
 
+/** One pass of dilateForStride over raw NHWC values (the kernel's body). */
+export function strideDilateInto(out: Float32Array, x: Float32Array, shape: number[], sh: number, sw: number): void {
+  const [n, oh, ow, c] = shape as [number, number, number, number];
+  const W = ow * sw;
+  out.fill(0);
+  let k = 0;
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < oh; i++) {
+      const row = (b * oh * sh + i * sh) * W;
+      for (let j = 0; j < ow; j++) {
+        const o = (row + j * sw) * c;
+        for (let d = 0; d < c; d++) out[o + d] = x[k++]!;
+      }
+    }
+  }
+}
+
 /**
  * Prepares the upstream gradient for the "transposed conv as forward conv" trick: dx equals a
  * stride-1 conv (dilation d) of the stride-dilated dy, padded so that output row p reads
- * dy rows (p + top − a·d)/s, with the spatially flipped filter.
+ * dy rows (p + top − a·d)/s, with the spatially flipped filter. Positive pads are returned for
+ * the conv's own explicit padding (no separate Pad pass); negative ones are crops, done here.
  */
-function paddedUpstream(dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D {
+function paddedUpstream(dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): { up: tf.Tensor4D; pad: tf.backend_util.ExplicitPadding } {
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
   const d = dilateForStride(dy, sh, sw);
   const [, hd, wd] = d.shape;
@@ -89,7 +114,13 @@ function paddedUpstream(dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.T
   // Output length of the stride-1 conv must equal H: hd + pt + pb − (kh−1)·dh = H.
   const pb = info.inHeight - hd + info.padInfo.top;
   const pr = info.inWidth - wd + info.padInfo.left;
-  return padOrCrop(d, pt, pb, pl, pr);
+  const up = padOrCrop(d, Math.min(pt, 0), Math.min(pb, 0), Math.min(pl, 0), Math.min(pr, 0));
+  return { up, pad: [[0, 0], [Math.max(pt, 0), Math.max(pb, 0)], [Math.max(pl, 0), Math.max(pr, 0)], [0, 0]] };
+}
+
+/** The spatially flipped filter (a no-op for 1×1 filters, the commonest case in MobileNets). */
+function flip(filter: tf.Tensor4D): tf.Tensor4D {
+  return filter.shape[0] === 1 && filter.shape[1] === 1 ? filter : tf.reverse(filter, [0, 1]);
 }
 
 /** dL/dx of conv2d as a forward conv2d (fast on wasm) of the dilated dy with the flipped, transposed filter. */
@@ -100,9 +131,9 @@ export function conv2dInputGrad(
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const info = convInfo(xShape, filter.shape, strides, pad, dilations, dimRoundingMode, false);
-    const up = paddedUpstream(dy, info);
-    const wf = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]); // [kh,kw,Co,Ci]
-    return tf.conv2d(up, wf as tf.Tensor4D, 1, 'valid', 'NHWC', [info.dilationHeight, info.dilationWidth]);
+    const { up, pad: p } = paddedUpstream(dy, info);
+    const wf = tf.transpose(flip(filter), [0, 1, 3, 2]); // [kh,kw,Co,Ci]
+    return tf.conv2d(up, wf as tf.Tensor4D, 1, p, 'NHWC', [info.dilationHeight, info.dilationWidth]);
   });
 }
 
@@ -132,11 +163,11 @@ export function depthwiseInputGrad(
   return tf.tidy(() => {
     const info = convInfo(xShape, filter.shape, strides, pad, dilations, dimRoundingMode, true);
     const [kh, kw, ci, cm] = filter.shape;
-    const up = paddedUpstream(dy, info);
+    const { up, pad: p } = paddedUpstream(dy, info);
     // Each of the Ci·cm dy channels is convolved with its own flipped tap; the cm results per
     // input channel are then summed.
-    const wf = tf.reshape(tf.reverse(filter, [0, 1]), [kh, kw, ci * cm, 1]) as tf.Tensor4D;
-    const y = tf.depthwiseConv2d(up, wf, 1, 'valid', 'NHWC', [info.dilationHeight, info.dilationWidth]);
+    const wf = tf.reshape(flip(filter), [kh, kw, ci * cm, 1]) as tf.Tensor4D;
+    const y = tf.depthwiseConv2d(up, wf, 1, p, 'NHWC', [info.dilationHeight, info.dilationWidth]);
     if (cm === 1) return y;
     const [n, h, w] = y.shape;
     return tf.sum(tf.reshape(y, [n, h, w, ci, cm]), 4) as tf.Tensor4D;

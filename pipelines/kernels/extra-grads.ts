@@ -11,6 +11,7 @@
  *                       only) + a cpu/wasm kernel 'ConvlensCropAndResizeGradImage'
  *   FusedBatchNorm      gradient tiles a per-channel vector to the full input (slow on wasm)
  *                                                                        → broadcasting gradient config
+ *   Relu, Relu6         gradient is 3–5 kernels (Step, LessEqual, Cast, Mul) → one-pass kernel
  *
  * The resize and crop gradients are written as the exact adjoints of the cpu backend's forward
  * kernels: they replay the forward's index and weight computation and scatter dy with the same
@@ -319,6 +320,64 @@ const fusedBatchNormGrad: tf.GradConfig = {
   },
 };
 
+// ---------- relu, relu6 ----------
+
+export const RELU_GRAD = 'ConvlensReluGrad';
+
+/**
+ * Relu/Relu6 gradients in one pass where the backend has the kernel below: core's are
+ * dy·cast(step(x)) and dy·cast(lessEqual(x, 6)·step(x)), 3–5 kernels and as many full-size
+ * temporaries per activation (on wasm Cast, Step and LessEqual together cost about as much as
+ * the MobileNetV2 convolutions' backprop). Same values: dy where 0 < x (≤ 6), else 0.
+ */
+function reluGrad(kernelName: 'Relu' | 'Relu6', max: number): tf.GradConfig {
+  return {
+    kernelName,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved as [tf.Tensor];
+      const g = dy as tf.Tensor;
+      return {
+        x: () => {
+          if (x.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(RELU_GRAD, tf.getBackend())) {
+            return tf.engine().runKernel(RELU_GRAD, { dy: g, x }, { max }) as tf.Tensor;
+          }
+          const m = max === Infinity ? tf.step(x) : tf.mul(tf.lessEqual(x, max), tf.step(x));
+          return tf.mul(g, tf.cast(m, 'float32'));
+        },
+      };
+    },
+  };
+}
+const reluGrads = [reluGrad('Relu', Infinity), reluGrad('Relu6', 6)];
+
+function reluGradKernel(backendName: string): tf.KernelConfig {
+  return {
+    kernelName: RELU_GRAD,
+    backendName,
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as Backend;
+      const dy = req(inputs, RELU_GRAD, 'dy');
+      const x = req(inputs, RELU_GRAD, 'x');
+      const max = (attrs ?? {}).max as number;
+      const n = dy.shape.reduce((a, b) => a * b, 1);
+      if (be.makeOutput && be.typedArrayFromHeap) {
+        const out = be.makeOutput(dy.shape.slice(), 'float32');
+        const o = be.typedArrayFromHeap(out) as Float32Array;
+        const d = be.typedArrayFromHeap(dy) as Float32Array;
+        const v = be.typedArrayFromHeap(x) as Float32Array;
+        for (let i = 0; i < n; i++) o[i] = v[i]! > 0 && v[i]! <= max ? d[i]! : 0;
+        return out;
+      }
+      const d = values(be, dy);
+      const v = values(be, x);
+      const o = new Float32Array(n);
+      for (let i = 0; i < n; i++) o[i] = v[i]! > 0 && v[i]! <= max ? d[i]! : 0;
+      return floatOutput(be, dy.shape.slice(), o);
+    },
+  };
+}
+
 // ---------- unsorted segment sum (wasm) ----------
 
 const unsortedSegmentSumWasm: tf.KernelConfig = {
@@ -358,8 +417,27 @@ const kernels: tf.KernelConfig[] = [
     resizeGradKernel('ResizeBilinearGrad', b, resizeBilinearGradValues),
     resizeGradKernel('ResizeNearestNeighborGrad', b, resizeNearestGradValues),
     cropGradKernel(b),
+    reluGradKernel(b),
   ]),
 ];
+
+const ourGrads: tf.GradConfig[] = [stridedSliceGrad, cropAndResizeGrad, fusedBatchNormGrad, ...reluGrads];
+/** tfjs-core's own configs of the gradients we replaced, captured at the first registration. */
+const coreGrads = new Map<string, tf.GradConfig | undefined>();
+
+/**
+ * 'core' puts tfjs-core's gradients back (FusedBatchNorm with its Tile, Relu/Relu6 with
+ * Step/Cast; StridedSlice and CropAndResize then have none), 'convlens' ours: for the
+ * before/after benchmark.
+ */
+export function useGradients(set: 'convlens' | 'core'): void {
+  for (const g of ourGrads) {
+    if (!coreGrads.has(g.kernelName)) coreGrads.set(g.kernelName, tf.getGradient(g.kernelName));
+    const core = coreGrads.get(g.kernelName);
+    // tfjs-core has no unregisterGradient; a config without gradFunc output acts as "none".
+    tf.registerGradient(set === 'convlens' ? g : core ?? { kernelName: g.kernelName, gradFunc: () => ({}) });
+  }
+}
 
 /**
  * Registers the gradient configs and the kernels above for one backend, after that backend's
@@ -368,7 +446,8 @@ const kernels: tf.KernelConfig[] = [
  * registry holds someone else's.
  */
 export function registerGradientFixes(backendName: string): void {
-  for (const g of [stridedSliceGrad, cropAndResizeGrad, fusedBatchNormGrad]) {
+  for (const g of ourGrads) {
+    if (!coreGrads.has(g.kernelName)) coreGrads.set(g.kernelName, tf.getGradient(g.kernelName));
     if (tf.getGradient(g.kernelName) !== g) tf.registerGradient(g);
   }
   for (const k of kernels) {

@@ -20,13 +20,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { wasmConv2dFilterGrad, type WasmBackendLike } from './im2col';
 import {
-  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto,
+  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto, STRIDE_DILATE, strideDilateInto,
 } from './conv-grads';
+import { useGradients } from './extra-grads';
 
 export { conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
 export { wasmConv2dFilterGrad } from './im2col';
 export {
-  registerGradientFixes, resizeBilinearGradValues, resizeNearestGradValues, cropAndResizeGradImageValues,
+  useGradients, registerGradientFixes, resizeBilinearGradValues, resizeNearestGradValues, cropAndResizeGradImageValues,
 } from './extra-grads';
 
 
@@ -78,6 +79,33 @@ function composed(
 }
 
 const kernels: tf.KernelConfig[] = [
+  {
+    // wasm's Identity copies the tensor; the engine clones every input it saves for the
+    // backward pass (430 copies in one MobileNetV2 gradient). Share the data instead, as the
+    // cpu backend does: tensors are immutable, and wasm's own Reshape shares data the same way.
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = req(inputs, 'x');
+      if (x.dtype === 'string') throw new Error('Identity on wasm: string tensors are not supported');
+      (backend as unknown as WasmBackendLike).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
+    },
+  },
+  {
+    kernelName: STRIDE_DILATE,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const x = req(inputs, 'x');
+      const { sh, sw } = attrs as { sh: number; sw: number };
+      const [n, oh, ow, c] = x.shape as Shape4;
+      // Allocate first: allocation may grow the wasm heap and detach earlier views.
+      const out = be.makeOutput([n, oh * sh, ow * sw, c], 'float32');
+      strideDilateInto(be.typedArrayFromHeap(out) as Float32Array, be.typedArrayFromHeap(x) as Float32Array, x.shape, sh, sw);
+      return out;
+    },
+  },
   composed('Conv2DBackpropFilter', (inputs, attrs, be) => {
     nhwcOnly('Conv2DBackpropFilter', attrs.dataFormat as string | undefined);
     const x = req(inputs, 'x');
@@ -172,12 +200,13 @@ export function registerWasmKernels(): void {
 }
 
 /**
- * Switches between our wasm gradient kernels ('convlens') and tfjs-backend-wasm's own ('tfjs':
- * the slow or wrong ones back, the missing ones missing again). For bench/gradients.ts's
+ * Switches between our wasm gradient kernels and gradient configs ('convlens') and TF.js's own
+ * ('tfjs': the slow or wrong ones back, the missing ones missing again). For bench/gradients.ts's
  * before/after table in one process; after registerWasmKernels().
  */
 export function useWasmKernels(set: 'convlens' | 'tfjs'): void {
   if (!registered) throw new Error('useWasmKernels: call registerWasmKernels() (initBackend(\'wasm\')) first');
+  useGradients(set === 'tfjs' ? 'core' : 'convlens');
   for (const k of kernels) {
     if (tf.getKernel(k.kernelName, 'wasm')) tf.unregisterKernel(k.kernelName, 'wasm');
     const own = originals.get(k.kernelName);
