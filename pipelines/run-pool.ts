@@ -156,8 +156,13 @@ export class WorkerPool {
       if (q) {
         // It died mid-step: record the failure as a technique error would be, drop its temp folder.
         const message = `its worker process (pid ${child.pid}) ${why} while computing it`;
-        fs.rmSync(path.join(q.job.cacheRoot, `${q.job.key}.tmp-${child.pid}`), { recursive: true, force: true });
-        if (!this.killing) fs.writeFileSync(path.join(q.job.cacheRoot, `${q.job.key}.err`), message);
+        try {
+          fs.rmSync(path.join(q.job.cacheRoot, `${q.job.key}.tmp-${child.pid}`), { recursive: true, force: true });
+          if (!this.killing) fs.writeFileSync(path.join(q.job.cacheRoot, `${q.job.key}.err`), message);
+        } catch (e) {
+          // An event handler must not throw (the wasm module turns that into a crash of the runner).
+          this.opts.log(`  warning: could not record the failure of ${q.job.step}: ${e instanceof Error ? e.message : e}`);
+        }
         q.reject(new WorkerCrash(message));
       }
       resolveExit();
