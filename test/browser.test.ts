@@ -144,4 +144,45 @@ describe.skipIf(!haveChromium && !inCi)('the fixture site in headless Chromium',
     expect(await tooltip.innerText()).toContain('circle');
     await page.close();
   }, 30_000);
+  it('makes the t-SNE scatter interactive: thumbnail tooltip, click to the image page, wheel zoom', async () => {
+    const page = await context!.newPage();
+    const errors: string[] = [];
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${origin}${base}reports/tiny/tsne/`, { waitUntil: 'load' });
+    // the plotted points, not the legend's symbols
+    const points = page.locator('.scatter-host[data-chart-live="true"] svg .mark-symbol.role-mark path');
+    await points.first().waitFor({ timeout: 15_000 });
+    expect(await points.count()).toBe(12);
+
+    // test #3 has no page of its own: its thumbnail is cropped from the t-SNE grid sprite
+    await points.nth(3).hover();
+    const tooltip = page.locator('#vg-tooltip-element');
+    await tooltip.waitFor({ state: 'visible', timeout: 5_000 });
+    await page.waitForFunction(() => (document.querySelector<HTMLImageElement>('#vg-tooltip-element img')?.naturalWidth ?? 0) > 0, null, { timeout: 5_000 });
+    const tip = await tooltip.evaluate((t) => ({ text: (t as HTMLElement).innerText, src: t.querySelector('img')!.getAttribute('src'), w: t.querySelector('img')!.naturalWidth }));
+    expect(tip.text).toContain('test #3');
+    expect(tip.text).toContain('circle');
+    expect(tip.src).toBe(`${origin}${base}reports/tiny/thumbs/test-3.png`);
+    expect(tip.w).toBe(8);
+
+    // test #5 (true <img…> class, predicted square) has a page: a click opens it
+    await points.nth(5).hover();
+    expect(await tooltip.innerText()).toContain(XSS);
+    await Promise.all([page.waitForURL(`${origin}${base}reports/tiny/images/test-5/`, { timeout: 5_000 }), points.nth(5).click()]);
+    await page.goBack({ waitUntil: 'load' });
+    await points.first().waitFor({ timeout: 15_000 });
+
+    // zooming in with the wheel spreads the points apart
+    const centre = async (i: number) => { const b = (await points.nth(i).boundingBox())!; return [b.x + b.width / 2, b.y + b.height / 2]; };
+    const spread = async () => { const [a, b] = [await centre(0), await centre(2)]; return Math.hypot(a[0] - b[0], a[1] - b[1]); };
+    const before = await spread();
+    const [cx, cy] = await centre(1);
+    await page.mouse.move(cx, cy);
+    await page.mouse.wheel(0, -400);
+    await page.waitForTimeout(300);
+    expect(await spread()).toBeGreaterThan(1.25 * before);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
 });

@@ -178,4 +178,29 @@ describe('site build from the fixture manifest', () => {
     }
     expect(missing).toEqual([]);
   });
+  it('publishes the scatter rows and the thumbnails cropped from the t-SNE grid sprite', async () => {
+    const rows = JSON.parse(page('reports/tiny/scatter-tsne.json')) as { x: number; y: number; l: number; p: number; i: number; h: string; t: string }[];
+    expect(rows).toHaveLength(12);
+    expect(rows.map((r) => r.i)).toEqual([...Array(12).keys()]);
+    expect(rows[6]).toMatchObject({ x: 6, y: 4.5, l: 1, p: 1 });
+    // images 0, 5, 10 have pages and an input picture; the others only a sprite cell, or nothing
+    expect(rows[5].h).toBe(`${base}reports/tiny/images/test-5/`);
+    expect(rows[5].t).toBe(`${base}results/abababababababab/inputs/test-5.png`);
+    expect(rows[3]).toMatchObject({ h: '', t: `${base}reports/tiny/thumbs/test-3.png` });
+    // the fixture sprite paints cell of image i in grey 10 + 20 i: each crop must be exactly that cell
+    const sharp = (await import('sharp')).default;
+    for (const i of [1, 2, 3, 4, 6, 7, 8, 9, 11]) {
+      const { data, info } = await sharp(path.join(dist, `reports/tiny/thumbs/test-${i}.png`)).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height]).toEqual([8, 8]);
+      expect(new Set(data), `thumbnail of test ${i}`).toEqual(new Set([10 + 20 * i]));
+    }
+    // no crop for images that have their own picture
+    expect(fs.existsSync(path.join(dist, 'reports/tiny/thumbs/test-5.png'))).toBe(false);
+    // the static SVG stays for readers without JavaScript; the live spec loads the rows by URL
+    const html = page('reports/tiny/tsne/index.html');
+    expect(html).toContain('class="tsne-plot"');
+    const attr = html.match(/class="chart-host scatter-host[^"]*" data-chart-spec="([^"]*)"/)![1];
+    const spec = JSON.parse(attr.replace(/&#(\d+);/g, (_, n) => String.fromCharCode(Number(n))).replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&'));
+    expect(spec.data.url).toBe(`${base}reports/tiny/scatter-tsne.json`);
+  });
 });
