@@ -69,7 +69,10 @@ function readF32(file: string): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-interface RunResult { wallS: number; rssMB: number; embedding: string; knnS?: number; setupS?: number; msPerIter?: number; threads?: number; wasmHeapMB?: number; iterations?: number; note?: string }
+interface RunResult { wallS: number; cpuS?: number; rssMB: number; embedding: string; knnS?: number; setupS?: number; msPerIter?: number; threads?: number; wasmHeapMB?: number; iterations?: number; note?: string }
+
+/** user + system CPU seconds of this process, all threads. */
+const cpuS = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 
 const wasmHeapMB = () => {
   const heap = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm?.HEAPU8;
@@ -82,6 +85,7 @@ async function child(args: string[]) {
   const n = Number(nS), dim = Number(dimS);
   const data = readF32(file);
   await initBackend('wasm');
+  const cpu0 = cpuS();
   const t0 = performance.now();
   const knn = await selfKnn(data, n, dim, neighbourCount(n, 30));
   const t1 = performance.now();
@@ -97,7 +101,7 @@ async function child(args: string[]) {
   const setupS = (at10 - t1 - 10 * msPerIter) / 1000;
   writeF32(outFile, y);
   console.log(JSON.stringify({
-    wallS: (end - t0) / 1000, knnS: (t1 - t0) / 1000, setupS, msPerIter, threads,
+    wallS: (end - t0) / 1000, cpuS: cpuS() - cpu0, knnS: (t1 - t0) / 1000, setupS, msPerIter, threads,
     rssMB: process.resourceUsage().maxRSS / 1024, wasmHeapMB: wasmHeapMB(), embedding: outFile,
   }));
 }
@@ -109,6 +113,7 @@ function childTsneJs(args: string[]) {
   const data = readF32(file);
   const TSNE = createRequire(import.meta.url)('tsne-js');
   const rows = Array.from({ length: n }, (_, i) => Array.from(data.subarray(i * dim, (i + 1) * dim)));
+  const cpu0 = cpuS();
   const t0 = performance.now();
   // tsne-js draws its start with Math.random (not seedable) and hard-codes 100 exaggerated iterations
   const model = new TSNE({ dim: 2, perplexity: 30, earlyExaggeration: 12, learningRate: Math.max(n / 12, 200), nIter: 1000, metric: 'euclidean' });
@@ -117,7 +122,7 @@ function childTsneJs(args: string[]) {
   const out = model.getOutput() as number[][];
   const wallS = (performance.now() - t0) / 1000;
   writeF32(outFile, Float32Array.from(out.flat()));
-  console.log(JSON.stringify({ wallS, iterations, rssMB: process.resourceUsage().maxRSS / 1024, embedding: outFile }));
+  console.log(JSON.stringify({ wallS, cpuS: cpuS() - cpu0, iterations, rssMB: process.resourceUsage().maxRSS / 1024, embedding: outFile }));
 }
 
 /** Child-process entry: the neighbour search alone, JS brute force (if N ≤ 20 000) and backend. */
@@ -246,7 +251,8 @@ async function main() {
       const split = r.setupS !== undefined ? ` (kNN ${r.knnS!.toFixed(1)} s + set-up ${r.setupS.toFixed(1)} s + ${r.msPerIter!.toFixed(1)} ms/iter)` : '';
       const iters = r.iterations !== undefined ? ` (${r.iterations} iterations)` : '';
       const heap = r.wasmHeapMB !== undefined ? `, wasm heap ${r.wasmHeapMB.toFixed(0)} MB` : '';
-      console.log(`N=${n} D=${dim} | ${name} | wall ${r.wallS.toFixed(1)} s${split}${iters} | peak RSS ${r.rssMB.toFixed(0)} MB${heap} | kNN-10 ${knn.toFixed(3)} | purity-10 ${purity.toFixed(3)} | load before ${loadBefore}, now ${load()}`);
+      const cpu = r.cpuS !== undefined ? `, CPU ${r.cpuS.toFixed(1)} s` : '';
+      console.log(`N=${n} D=${dim} | ${name} | wall ${r.wallS.toFixed(1)} s${cpu}${split}${iters} | peak RSS ${r.rssMB.toFixed(0)} MB${heap} | kNN-10 ${knn.toFixed(3)} | purity-10 ${purity.toFixed(3)} | load before ${loadBefore}, now ${load()}`);
     }
   }
   fs.rmSync(tmp, { recursive: true, force: true });

@@ -10,8 +10,12 @@ import sys
 import time
 
 import numpy as np
-import sklearn
-from sklearn.manifold import TSNE, trustworthiness
+
+try:
+    import sklearn
+    from sklearn.manifold import TSNE, trustworthiness
+except ImportError:
+    sys.exit("scikit-learn is not installed for this python: Debian `sudo apt-get install -y python3-sklearn`, or `pip install scikit-learn`")
 
 
 def main():
@@ -24,10 +28,12 @@ def main():
     except TypeError:
         model = TSNE(n_iter=1000, **kw)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     y = model.fit_transform(x).astype("<f4")
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     y.tofile(out)
-    info = {"version": sklearn.__version__, "wallS": wall, "rssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "embedding": out, "kl": float(model.kl_divergence_)}
+    info = {"version": sklearn.__version__, "wallS": wall, "cpuS": cpu, "rssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "embedding": out, "kl": float(model.kl_divergence_)}
     if n <= 2000:
         info["sklearnTrust10"] = float(trustworthiness(x, y, n_neighbors=10))
     print(json.dumps(info))
