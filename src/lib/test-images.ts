@@ -1,7 +1,7 @@
 /**
  * Which results mention which test images, read generically from result data so a new technique
  * shows up on the per-image pages without the site knowing its data type: any top-level array
- * of objects with an integer `index` is a list of per-image entries (attribution `images`,
+ * of objects with an integer `index` and `label` is a list of per-image entries (attribution `images`,
  * activations `images`, kNN `queries`), and the image files named inside an entry belong to it.
  */
 import { isImage, type ReportManifest, type ResultEntry } from '../site-data';
@@ -53,7 +53,8 @@ export function mentionsIn(technique: string, entry: ResultEntry): { index: numb
   const known = new Set(entry.files);
   const out: { index: number; mention: ImageMention }[] = [];
   for (const value of Object.values(entry.data)) {
-    if (!Array.isArray(value) || value.length === 0 || !value.every((x) => isObj(x) && isIndex(x.index))) continue;
+    // An image entry carries its true label too: `index` alone may be a class (class-model's `classes`).
+    if (!Array.isArray(value) || value.length === 0 || !value.every((x) => isObj(x) && isIndex(x.index) && isIndex(x.label))) continue;
     for (const item of value as Obj[]) {
       const input = inputFile(item, known);
       const files: string[] = [];
