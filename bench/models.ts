@@ -105,15 +105,24 @@ export async function vgg16Shaped(size = 224, classes = 1000, seed = 16): Promis
   };
 }
 
+/*
+ * MobileNet weights: He-normal for the convolutions and N(0, 2/9) for the 3×3 depthwise taps
+ * (fan-in 9). Glorot on a [3,3,C,1] depthwise kernel counts fan-in as 9·C, which shrinks the
+ * activations by ~√C per block: after 13 blocks they were denormal, logits exactly 0, and the
+ * timings measured denormal arithmetic rather than the network.
+ */
+const he = (seed: number) => tfl.initializers.heNormal({ seed });
+const dwInit = (seed: number) => tfl.initializers.randomNormal({ mean: 0, stddev: Math.sqrt(2 / 9), seed });
+
 /** Conv (no bias) → BN → ReLU6, Keras MobileNet style; padding 'same' (= Keras' ZeroPadding2D(((0,1),(0,1))) + 'valid' at even sizes). */
 function convBnRelu6(x: tfl.SymbolicTensor, filters: number, kernel: number, stride: number, name: string, seed: number, relu = true): tfl.SymbolicTensor {
-  let y = tfl.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: glorot(seed), name }).apply(x) as tfl.SymbolicTensor;
+  let y = tfl.layers.conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'same', useBias: false, kernelInitializer: he(seed), name }).apply(x) as tfl.SymbolicTensor;
   y = tfl.layers.batchNormalization({ name: `${name}_bn` }).apply(y) as tfl.SymbolicTensor;
   return relu ? (tfl.layers.reLU({ maxValue: 6, name: `${name}_relu` }).apply(y) as tfl.SymbolicTensor) : y;
 }
 
 function dwBnRelu6(x: tfl.SymbolicTensor, stride: number, name: string, seed: number): tfl.SymbolicTensor {
-  let y = tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: stride, padding: 'same', useBias: false, depthwiseInitializer: glorot(seed), name }).apply(x) as tfl.SymbolicTensor;
+  let y = tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: stride, padding: 'same', useBias: false, depthwiseInitializer: dwInit(seed), name }).apply(x) as tfl.SymbolicTensor;
   y = tfl.layers.batchNormalization({ name: `${name}_bn` }).apply(y) as tfl.SymbolicTensor;
   return tfl.layers.reLU({ maxValue: 6, name: `${name}_relu` }).apply(y) as tfl.SymbolicTensor;
 }
@@ -127,7 +136,7 @@ function head(x: tfl.SymbolicTensor, classes: number, seed: number): tfl.Symboli
 /**
  * MobileNetV1 (α = 1) at `size` px: conv3×3/2 32, then 13 depthwise-separable blocks
  * (dw3×3 + BN + ReLU6, pw1×1 + BN + ReLU6) 64-128-128-256-256-512×6-1024-1024, GAP, Dense.
- * Seeded glorot weights, BN at its initial statistics; 4.2 M parameters like the original.
+ * Seeded He / N(0, 2/9) weights (see above), BN at its initial statistics; 4.2 M parameters like the original.
  */
 export async function mobileNetV1Shaped(size = 224, classes = 1000, seed = 21): Promise<BenchModel> {
   const input = tfl.input({ shape: [size, size, 3], name: 'input' });
@@ -149,7 +158,7 @@ export async function mobileNetV1Shaped(size = 224, classes = 1000, seed = 21): 
  * MobileNetV2 (α = 1) at `size` px: conv3×3/2 32, 17 inverted-residual blocks (expand 1×1 ×t,
  * dw3×3, linear project 1×1; residual Add where stride 1 and widths match) with (t, c, n, s) =
  * (1,16,1,1) (6,24,2,2) (6,32,3,2) (6,64,4,2) (6,96,3,1) (6,160,3,2) (6,320,1,1), conv1×1 1280,
- * GAP, Dense. Seeded glorot weights, BN at its initial statistics; 3.5 M parameters.
+ * GAP, Dense. Seeded He / N(0, 2/9) weights (see above), BN at its initial statistics; 3.5 M parameters.
  */
 export async function mobileNetV2Shaped(size = 224, classes = 1000, seed = 22): Promise<BenchModel> {
   const input = tfl.input({ shape: [size, size, 3], name: 'input' });
