@@ -19,6 +19,13 @@
  * the phase changes, as sklearn does). The step uses the gradient WITHOUT the constant 4 and
  * learning rate max(N/12, 200): the same step as sklearn's 'auto' (N/(4·12) times the gradient
  * with the 4), i.e. the rate of Belkina et al. 2019.
+ *
+ * Speed: the exact neighbours come from linalg.selfKnn (tsneAsync: blocked matrix products on
+ * the TF.js backend) or from exactKnn below (pure JS); both end in the same float64 re-ranking.
+ * Each iteration's repulsion (per range of quadtree leaves) and attraction (per range of rows)
+ * are work items shared by the main thread and worker threads over SharedArrayBuffers
+ * (tsne-kernels.mjs, tsne-worker.mjs); every output is a fixed-order sum whatever thread computes
+ * it, so the layout is the same bytes for any thread count.
  */
 import os from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
