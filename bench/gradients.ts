@@ -142,16 +142,21 @@ for (const key of wanted) {
     fs.writeFileSync(path.join(io, 'logits.bin'), Buffer.from(ours.logits.buffer));
     fs.writeFileSync(path.join(io, 'grad.bin'), Buffer.from(ours.grad.buffer));
     fs.writeFileSync(path.join(io, 'meta.json'), JSON.stringify({ batch, inputShape: inShape, targets, scoreLayer: upTo.replace(/\/preact$/, '') }));
-    const r = spawnSync('python3', [path.join(here, 'pytorch_anchor.py'), bench.dir, io, '--reps', String(reps)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-    const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('{'));
-    if (r.status === 0 && line) {
-      const a = JSON.parse(line) as { forward: number; grad: number; torch: string; threads: number; logitsRelErr: number; gradRelErr: number };
-      rows.push({ net: key, engine: `pytorch ${a.torch} (${a.threads} threads)`, batch, fwd: a.forward, grad: a.grad, note: `same net: logits rel. err ${a.logitsRelErr.toExponential(1)}, gradient rel. err ${a.gradRelErr.toExponential(1)}` });
-      console.log(`pytorch        forward ${fmt(a.forward)} img/s, input gradient ${fmt(a.grad)} img/s; outputs vs ours: logits ${a.logitsRelErr.toExponential(1)}, gradient ${a.gradRelErr.toExponential(1)} (rel. L2)`);
-    } else {
-      const msg = (r.stdout ?? '').trim().split('\n').at(-1) ?? `exit ${r.status}`;
-      rows.push({ net: key, engine: 'pytorch', batch, note: `skipped: ${msg}` });
-      console.log(`pytorch        skipped: ${msg}`);
+    // All cores (PyTorch's default use of this machine) and one thread (wasm runs on one here;
+    // and OpenMP's spinning threads suffer most when other work shares the cores).
+    for (const threads of [os.cpus().length, 1]) {
+      const r = spawnSync('python3', [path.join(here, 'pytorch_anchor.py'), bench.dir, io, '--reps', String(reps), '--threads', String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('{'));
+      if (r.status === 0 && line) {
+        const a = JSON.parse(line) as { forward: number; grad: number; torch: string; threads: number; logitsRelErr: number; gradRelErr: number };
+        rows.push({ net: key, engine: `pytorch ${a.torch} (${a.threads} thread${a.threads === 1 ? '' : 's'})`, batch, fwd: a.forward, grad: a.grad, note: `same net: logits rel. err ${a.logitsRelErr.toExponential(1)}, gradient rel. err ${a.gradRelErr.toExponential(1)}` });
+        console.log(`pytorch ${a.threads}t     forward ${fmt(a.forward)} img/s, input gradient ${fmt(a.grad)} img/s; outputs vs ours: logits ${a.logitsRelErr.toExponential(1)}, gradient ${a.gradRelErr.toExponential(1)} (rel. L2); load ${load()}`);
+      } else {
+        const msg = (r.stdout ?? '').trim().split('\n').at(-1) ?? `exit ${r.status}`;
+        rows.push({ net: key, engine: 'pytorch', batch, note: `skipped: ${msg}` });
+        console.log(`pytorch        skipped: ${msg}`);
+        break;
+      }
     }
     fs.rmSync(io, { recursive: true, force: true });
   }
@@ -272,10 +277,12 @@ for (const r of rows) {
 }
 for (const key of wanted) {
   const ours = rows.find((r) => r.net === key && r.engine === 'wasm/convlens');
-  const torch = rows.find((r) => r.net === key && r.engine.startsWith('pytorch') && r.fwd);
-  if (ours?.grad && torch?.grad && ours.fwd && torch.fwd) {
-    console.log(`${key}: convlens wasm / PyTorch CPU = ${(ours.fwd / torch.fwd).toFixed(2)}× (forward), ${(ours.grad / torch.grad).toFixed(2)}× (input gradient); one saliency map ${(1000 / ours.grad).toFixed(0)} ms`);
+  for (const torch of rows.filter((r) => r.net === key && r.engine.startsWith('pytorch') && r.fwd)) {
+    if (ours?.grad && torch.grad && ours.fwd && torch.fwd) {
+      console.log(`${key}: convlens wasm / ${torch.engine} = ${(ours.fwd / torch.fwd).toFixed(2)}× (forward), ${(ours.grad / torch.grad).toFixed(2)}× (input gradient)`);
+    }
   }
+  if (ours?.grad) console.log(`${key}: one saliency map (input gradient) ${(1000 / ours.grad).toFixed(0)} ms per image on wasm`);
 }
 if (kRows.length) {
   console.log('\n### per kernel, wasm: tfjs-backend-wasm 4.22 vs pipelines/kernels (median ms)');
