@@ -46,12 +46,14 @@ export type FromWorker =
 
 export interface JobHooks {
   log: (line: string) => void;
-  progress: Progress;
+  /** called when a worker takes the job (not when it is queued): the step's clock starts here */
+  started: () => Progress;
 }
 
 interface Queued {
   job: WorkerJob;
   hooks: JobHooks;
+  progress?: Progress;
   resolve: () => void;
   reject: (e: Error) => void;
 }
@@ -131,6 +133,7 @@ export class WorkerPool {
       }
       const q = this.queue.shift()!;
       w.current = q;
+      q.progress = q.hooks.started();
       w.child.send({ type: 'job', job: q.job } satisfies ToWorker);
     }
   }
@@ -187,8 +190,8 @@ export class WorkerPool {
     const q = w.current;
     if (!q) return;
     if (m.type === 'log') q.hooks.log(m.line);
-    else if (m.type === 'progress') q.hooks.progress.update(m.done, m.total);
-    else if (m.type === 'progress-done') q.hooks.progress.done(m.summary);
+    else if (m.type === 'progress') q.progress?.update(m.done, m.total);
+    else if (m.type === 'progress-done') q.progress?.done(m.summary);
     else if (m.type === 'result') {
       w.current = undefined;
       w.steps++;

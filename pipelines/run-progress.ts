@@ -31,7 +31,8 @@ export class ProgressBoard {
     if (this.tty) this.draw(true);
   }
 
-  start(label: string): Progress {
+  /** A running step's progress; cancel() drops it from the status line without a closing line (it failed). */
+  start(label: string): Progress & { cancel(): void } {
     const id = this.next++;
     const entry: Running = { label, start: Date.now(), done: 0, total: 0, lastLine: Date.now() };
     this.running.set(id, entry);
@@ -50,6 +51,12 @@ export class ProgressBoard {
         if (this.tty) this.stream.write('\r\x1b[2K');
         this.stream.write(`  ${label}: ${summary} (${formatSeconds((Date.now() - entry.start) / 1000)})\n`);
         if (this.tty) this.draw(true);
+      },
+      cancel: () => {
+        if (this.running.delete(id) && this.tty) {
+          this.stream.write('\r\x1b[2K');
+          this.draw(true);
+        }
       },
     };
   }

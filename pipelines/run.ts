@@ -398,13 +398,12 @@ async function step(
     if (rc.options.force && rc.cache.has(key)) fs.rmSync(rc.cache.dirOf(key), { recursive: true, force: true });
     let stored: StoredResult;
     if (workers) {
-      progress = workers.board.start(label);
       await workers.pool.run(
         {
           configFile: path.join(report.dir, 'report.config.ts'), backend: backend.name, techniquesModule: rc.options.techniquesModule,
           step: name, overview: !p.technique, key, cacheRoot: rc.cache.root, quick: Boolean(rc.options.quick), provenance, depDirs,
         },
-        { log, progress },
+        { log, started: () => (progress = workers.board.start(label)) },
       );
       stored = rc.cache.read(key);
     } else {
