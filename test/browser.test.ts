@@ -62,7 +62,7 @@ describe.skipIf(!haveChromium && !inCi)('the fixture site in headless Chromium',
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       viewport: { width: 1100, height: 900 },
     });
-  }, 120_000);
+  }, 240_000);
 
   afterAll(async () => {
     await context?.close();
@@ -183,6 +183,41 @@ describe.skipIf(!haveChromium && !inCi)('the fixture site in headless Chromium',
     await page.waitForTimeout(300);
     expect(await spread()).toBeGreaterThan(1.25 * before);
     expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+  it('reads on a phone in the dark theme: no sideways page scroll, diagrams in the theme colours', async () => {
+    const page = await context!.newPage();
+    await page.setViewportSize({ width: 375, height: 740 });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const wide: string[] = [];
+    for (const p of ['', 'reports/tiny/', 'reports/tiny/tsne/', 'reports/tiny/example-technique/', 'methods/example-technique/', 'reports/tiny/images/test-5/']) {
+      await page.goto(`${origin}${base}${p}`, { waitUntil: 'load' });
+      // wide content (tables, charts, diagrams) scrolls inside its own box, never the page
+      const { scroll, client } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+      if (scroll > client) wide.push(`${p || '/'}: ${scroll} > ${client}`);
+    }
+    expect(wide).toEqual([]);
+
+    await page.goto(`${origin}${base}methods/example-technique/`, { waitUntil: 'load' });
+    const svg = page.locator('figure.diagram svg');
+    expect(await svg.count()).toBe(1);
+    const d = await svg.evaluate((el) => {
+      const rgb = (c: string) => (c.match(/[\d.]+/g) ?? []).slice(0, 3).map(Number);
+      const lum = (c: number[]) => (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255;
+      const labelled = (el.getAttribute('aria-labelledby') ?? '').split(' ').map((id) => document.getElementById(id)?.textContent);
+      return {
+        role: el.getAttribute('role'), labelled,
+        text: lum(rgb(getComputedStyle(el.querySelector('text')!).fill)),
+        page: lum(rgb(getComputedStyle(document.body).backgroundColor)),
+        width: el.getBoundingClientRect().width,
+      };
+    });
+    expect(d.role).toBe('img');
+    expect(d.labelled).toEqual(['How the example technique works', 'The image goes forward to the class score, which is differentiated back to the pixels.']);
+    // light text on a dark page
+    expect(d.page).toBeLessThan(0.2);
+    expect(d.text).toBeGreaterThan(0.7);
+    expect(d.width).toBeGreaterThan(300);
     await page.close();
   }, 60_000);
 });
