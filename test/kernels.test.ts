@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../pipelines/backend';
-import { conv2dInputGrad, registerWasmKernels, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
+import { conv2dInputGrad, depthwiseInputGrad, registerWasmKernels, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
 import { Rng } from '../pipelines/rng';
 
 type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
@@ -511,5 +511,33 @@ describe('one-pass Relu/Relu6 gradients and zero-copy Identity on wasm', () => {
     expect(Array.from(b.dataSync())).toEqual([1, 2, 3]);
     expect(Array.from(c.dataSync())).toEqual([2, 3, 4]);
     tf.dispose([b, c]);
+  });
+});
+
+describe('strided input gradients by stride phases', () => {
+  it('conv2d and depthwise input gradients agree on cpu (ops fallback) and wasm (interleave kernel) with tfjs-backend-cpu, strides 2 and 3, odd sizes', async () => {
+    for (const [s, k, h, pad] of [[2, 3, 9, 'same'], [3, 3, 10, 'valid'], [2, 1, 7, 'same'], [3, 5, 11, 'same'], [2, 4, 8, 'valid']] as const) {
+      const n = 2, ci = 3, co = 4;
+      const xs: S4 = [n, h, h + 1, ci];
+      const info = tf.backend_util.computeConv2DInfo(xs, [k, k, ci, co], s, 1, pad);
+      const ys: S4 = [n, info.outHeight, info.outWidth, co];
+      const dy = randArray(ys.reduce((a, b) => a * b));
+      const f = randArray(k * k * ci * co);
+      const dinfo = tf.backend_util.computeConv2DInfo(xs, [k, k, ci, 1], s, 1, pad, undefined, true);
+      const dys: S4 = [n, dinfo.outHeight, dinfo.outWidth, ci];
+      const ddy = randArray(dys.reduce((a, b) => a * b));
+      const df = randArray(k * k * ci);
+      const ours = () => tf.tidy(() => tf.concat([
+        tf.reshape(conv2dInputGrad(tf.tensor4d(dy, ys), tf.tensor4d(f, [k, k, ci, co]), xs, s, pad), [-1]),
+        tf.reshape(depthwiseInputGrad(tf.tensor4d(ddy, dys), tf.tensor4d(df, [k, k, ci, 1]), xs, s, pad), [-1]),
+      ]));
+      const ref = () => tf.tidy(() => tf.concat([
+        tf.reshape(tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor4d(dy, ys), filter: tf.tensor4d(f, [k, k, ci, co]) }, { inputShape: xs, strides: s, pad, dataFormat: 'NHWC' } as unknown as tf.NamedAttrMap) as tf.Tensor, [-1]),
+        tf.reshape(tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy: tf.tensor4d(ddy, dys), filter: tf.tensor4d(df, [k, k, ci, 1]) }, { inputShape: xs, strides: s, pad, dilations: 1 } as unknown as tf.NamedAttrMap) as tf.Tensor, [-1]),
+      ]));
+      const want = await on('cpu', ref);
+      expect(relErr(await on('cpu', ours), want), `cpu s${s} k${k} h${h} ${pad}`).toBeLessThan(1e-5);
+      expect(relErr(await on('wasm', ours), want), `wasm s${s} k${k} h${h} ${pad}`).toBeLessThan(1e-5);
+    }
   });
 });

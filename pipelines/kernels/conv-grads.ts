@@ -123,6 +123,155 @@ function flip(filter: tf.Tensor4D): tf.Tensor4D {
   return filter.shape[0] === 1 && filter.shape[1] === 1 ? filter : tf.reverse(filter, [0, 1]);
 }
 
+/**
+ * Stride phases (sub-pixel decomposition) of a transposed conv along one axis, for stride s > 1
+ * and dilation 1. Output pixel p = s·q + r (phase r) only receives the taps a ≡ r + padBefore
+ * (mod s), so every phase is a stride-1 correlation of dy (no inserted zeros) with a short
+ * filter. All phases share one filter length L and one leading pad P (shorter filters get
+ * leading zeros), so they stack as extra output channels of ONE forward conv.
+ * tap[r][j] is the original tap for phase r and correlation offset j, or −1 for a zero.
+ */
+interface AxisPhases { s: number; L: number; P: number; Pb: number; Q: number; tap: number[][] }
+function axisPhases(k: number, s: number, padBefore: number, inSize: number, outSize: number): AxisPhases | undefined {
+  const T = Math.ceil(k / s);
+  const c: number[] = [];
+  const ar: number[] = [];
+  for (let r = 0; r < s; r++) {
+    ar.push((r + padBefore) % s);
+    c.push(Math.floor((r + padBefore) / s));
+  }
+  const cMin = Math.min(...c);
+  const L = T + Math.max(...c) - cMin;
+  const P = T - 1 - cMin;
+  if (P < 0) return undefined; // would need a crop: use the dilated path
+  const Q = Math.ceil(inSize / s);
+  const Pb = Math.max(0, Q - 1 + L - 1 - P - (outSize - 1));
+  // dx_r[q] = Σ_t dy[q + c_r − t]·w[a_r + s·t] = Σ_j dy[q + j − P]·f_r[j] with j = c_r − cMin + T − 1 − t.
+  const tap = c.map((cr, r) => {
+    const row = new Array<number>(L).fill(-1);
+    for (let t = 0; t < T; t++) {
+      const a = ar[r]! + s * t;
+      if (a < k) row[cr - cMin + T - 1 - t] = a;
+    }
+    return row;
+  });
+  return { s, L, P, Pb, Q, tap };
+}
+
+/** Name of the optional phase-interleaving kernel (registered for wasm in index.ts). */
+export const PHASE_INTERLEAVE = 'ConvlensPhaseInterleave';
+
+/**
+ * [N,Qh,Qw,C·sh·sw] phase outputs → [N,H,W,C]: out[b, qh·sh+rh, qw·sw+rw, c] = in[…, channel],
+ * channel = (rh·sw + rw)·C + c ('phase-major', conv2d) or c·sh·sw + rh·sw + rw ('channel-major',
+ * depthwise with channel multiplier sh·sw). Rows/columns past H, W are dropped.
+ */
+export function phaseInterleaveInto(
+  out: Float32Array, x: Float32Array, inShape: number[], sh: number, sw: number, h: number, w: number, channelMajor: boolean,
+): void {
+  const [n, qh, qw, cs] = inShape as [number, number, number, number];
+  const ph = sh * sw;
+  const c = cs / ph;
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < qh; i++) {
+      for (let rh = 0; rh < sh; rh++) {
+        const y = i * sh + rh;
+        if (y >= h) break;
+        for (let j = 0; j < qw; j++) {
+          const src = ((b * qh + i) * qw + j) * cs;
+          for (let rw = 0; rw < sw; rw++) {
+            const xx = j * sw + rw;
+            if (xx >= w) break;
+            const phase = rh * sw + rw;
+            const dst = ((b * h + y) * w + xx) * c;
+            if (channelMajor) for (let d = 0; d < c; d++) out[dst + d] = x[src + d * ph + phase]!;
+            else {
+              const s0 = src + phase * c;
+              for (let d = 0; d < c; d++) out[dst + d] = x[s0 + d]!;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+function phaseInterleave(t: tf.Tensor4D, sh: number, sw: number, h: number, w: number, channelMajor: boolean): tf.Tensor4D {
+  if (tf.getKernel(PHASE_INTERLEAVE, tf.getBackend())) {
+    return tf.engine().runKernel(PHASE_INTERLEAVE, { x: t }, { sh, sw, h, w, channelMajor }) as tf.Tensor4D;
+  }
+  const [n, qh, qw, cs] = t.shape;
+  const c = cs / (sh * sw);
+  const r = channelMajor ? tf.reshape(t, [n, qh, qw, c, sh, sw]) : tf.reshape(t, [n, qh, qw, sh, sw, c]);
+  const p = channelMajor ? tf.transpose(r, [0, 1, 4, 2, 5, 3]) : tf.transpose(r, [0, 1, 3, 2, 4, 5]);
+  const full = tf.reshape(p, [n, qh * sh, qw * sw, c]) as tf.Tensor4D;
+  return qh * sh === h && qw * sw === w ? full : tf.slice(full, [0, 0, 0, 0], [n, h, w, c]) as tf.Tensor4D;
+}
+
+/** Both axes' phases, or undefined where the phase path does not apply (dilation > 1, stride 1, odd pads). */
+function phases(info: tf.backend_util.Conv2DInfo): [AxisPhases, AxisPhases] | undefined {
+  const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  if ((sh === 1 && sw === 1) || dh !== 1 || dw !== 1) return undefined;
+  const ah = axisPhases(info.filterHeight, sh, info.padInfo.top, info.inHeight, info.outHeight);
+  const aw = axisPhases(info.filterWidth, sw, info.padInfo.left, info.inWidth, info.outWidth);
+  return ah && aw ? [ah, aw] : undefined;
+}
+
+/**
+ * The strided conv2d input gradient by stride phases: one forward conv of dy (not zero-stuffed)
+ * with all sh·sw phase filters stacked as output channels, then one interleaving pass. Avoids the
+ * dilated path's (sh·sw−1)/(sh·sw) multiplications by inserted zeros. Reads the filter's values.
+ */
+function conv2dInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
+  const [kh, kw, ci, co] = filter.shape;
+  const w = filter.dataSync() as Float32Array;
+  const ph = ah.s * aw.s;
+  const big = new Float32Array(ah.L * aw.L * co * ph * ci); // [Lh, Lw, Co, phases·Ci]
+  for (let rh = 0; rh < ah.s; rh++) for (let rw = 0; rw < aw.s; rw++) {
+    const phase = rh * aw.s + rw;
+    for (let jh = 0; jh < ah.L; jh++) {
+      const a = ah.tap[rh]![jh]!;
+      if (a < 0) continue;
+      for (let jw = 0; jw < aw.L; jw++) {
+        const b = aw.tap[rw]![jw]!;
+        if (b < 0) continue;
+        for (let o = 0; o < co; o++) {
+          const dst = ((jh * aw.L + jw) * co + o) * ph * ci + phase * ci;
+          const src = (a * kw + b) * ci * co + o;
+          for (let i = 0; i < ci; i++) big[dst + i] = w[src + i * co]!;
+        }
+      }
+    }
+  }
+  void kh;
+  const f = tf.tensor4d(big, [ah.L, aw.L, co, ph * ci]);
+  const y = tf.conv2d(dy, f, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]);
+  return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, false);
+}
+
+/** The strided depthwise input gradient by stride phases (channel multiplier 1): a depthwise conv with multiplier sh·sw. */
+function depthwiseInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
+  const [, kw, c] = filter.shape;
+  const w = filter.dataSync() as Float32Array;
+  const ph = ah.s * aw.s;
+  const big = new Float32Array(ah.L * aw.L * c * ph); // [Lh, Lw, C, phases]
+  for (let rh = 0; rh < ah.s; rh++) for (let rw = 0; rw < aw.s; rw++) {
+    const phase = rh * aw.s + rw;
+    for (let jh = 0; jh < ah.L; jh++) {
+      const a = ah.tap[rh]![jh]!;
+      if (a < 0) continue;
+      for (let jw = 0; jw < aw.L; jw++) {
+        const b = aw.tap[rw]![jw]!;
+        if (b < 0) continue;
+        for (let d = 0; d < c; d++) big[((jh * aw.L + jw) * c + d) * ph + phase] = w[(a * kw + b) * c + d]!;
+      }
+    }
+  }
+  const f = tf.tensor4d(big, [ah.L, aw.L, c, ph]);
+  const y = tf.depthwiseConv2d(dy, f, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]);
+  return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, true);
+}
+
 /** dL/dx of conv2d as a forward conv2d (fast on wasm) of the dilated dy with the flipped, transposed filter. */
 export function conv2dInputGrad(
   dy: tf.Tensor4D, filter: tf.Tensor4D, xShape: [number, number, number, number],
@@ -131,6 +280,8 @@ export function conv2dInputGrad(
 ): tf.Tensor4D {
   return tf.tidy(() => {
     const info = convInfo(xShape, filter.shape, strides, pad, dilations, dimRoundingMode, false);
+    const ph = phases(info);
+    if (ph) return conv2dInputGradPhases(dy, filter, info, ph);
     const { up, pad: p } = paddedUpstream(dy, info);
     const wf = tf.transpose(flip(filter), [0, 1, 3, 2]); // [kh,kw,Co,Ci]
     return tf.conv2d(up, wf as tf.Tensor4D, 1, p, 'NHWC', [info.dilationHeight, info.dilationWidth]);
@@ -163,6 +314,8 @@ export function depthwiseInputGrad(
   return tf.tidy(() => {
     const info = convInfo(xShape, filter.shape, strides, pad, dilations, dimRoundingMode, true);
     const [kh, kw, ci, cm] = filter.shape;
+    const ph = cm === 1 ? phases(info) : undefined;
+    if (ph) return depthwiseInputGradPhases(dy, filter, info, ph);
     const { up, pad: p } = paddedUpstream(dy, info);
     // Each of the Ci·cm dy channels is convolved with its own flipped tap; the cm results per
     // input channel are then summed.

@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { wasmConv2dFilterGrad, type WasmBackendLike } from './im2col';
 import {
-  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto, STRIDE_DILATE, strideDilateInto,
+  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto, PHASE_INTERLEAVE, phaseInterleaveInto, STRIDE_DILATE, strideDilateInto,
 } from './conv-grads';
 import { useGradients } from './extra-grads';
 
@@ -90,6 +90,20 @@ const kernels: tf.KernelConfig[] = [
       if (x.dtype === 'string') throw new Error('Identity on wasm: string tensors are not supported');
       (backend as unknown as WasmBackendLike).incRef(x.dataId);
       return { dataId: x.dataId, shape: x.shape.slice(), dtype: x.dtype };
+    },
+  },
+  {
+    kernelName: PHASE_INTERLEAVE,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const x = req(inputs, 'x');
+      const { sh, sw, h, w, channelMajor } = attrs as { sh: number; sw: number; h: number; w: number; channelMajor: boolean };
+      const [n, , , cs] = x.shape as Shape4;
+      // Allocate first: allocation may grow the wasm heap and detach earlier views.
+      const out = be.makeOutput([n, h, w, cs / (sh * sw)], 'float32');
+      phaseInterleaveInto(be.typedArrayFromHeap(out) as Float32Array, be.typedArrayFromHeap(x) as Float32Array, x.shape, sh, sw, h, w, channelMajor);
+      return out;
     },
   },
   {
