@@ -148,7 +148,11 @@ class Net(torch.nn.Module):
             mx = c.get('max_value')
             if c.get('negative_slope', 0) or c.get('threshold', 0):
                 raise SystemExit('pytorch_anchor: ReLU with negative_slope/threshold is not supported')
-            return F.relu(x) if mx is None else torch.clamp(x, 0.0, float(mx))
+            # F.relu6 and F.relu pass no gradient at x = 0, like TF.js (clamp would pass it there,
+            # and exact zeros are common after dead channels)
+            if mx is None:
+                return F.relu(x)
+            return F.relu6(x) if float(mx) == 6.0 else torch.clamp(x, 0.0, float(mx))
         if cls == 'Activation':
             return activation(c['activation'], x)
         if cls in ('MaxPooling2D', 'AveragePooling2D'):
