@@ -65,6 +65,17 @@ describe('reading the nsfwjs files', () => {
     expect(cut.weights.map((w) => w.name)).toEqual(['a/kernel']);
     expect(Array.from(cut.data)).toEqual([7, 9]);
     expect(() => cutBackbone(json, bytes.slice(0, 10), 'a')).toThrow(/describes 14 bytes/);
+    // float32 and uint16 weights, read from a Buffer at a non-zero offset of a larger allocation
+    json.weightsManifest[0].weights = [
+      { name: 'head/kernel', shape: [1], dtype: 'float32', quantization: { dtype: 'uint16', scale: 0.5, min: 0 } },
+      { name: 'a/kernel', shape: [2], dtype: 'float32' },
+    ] as never;
+    const pool = Buffer.alloc(64);
+    const buf = pool.subarray(5, 5 + 2 + 8);
+    buf.writeUInt16LE(9, 0);
+    buf.writeFloatLE(1.5, 2);
+    buf.writeFloatLE(-2.25, 6);
+    expect(Array.from(cutBackbone(json, buf, 'a').data)).toEqual([1.5, -2.25]);
   });
 
   it('a missing package is a clear error', () => {

@@ -286,7 +286,7 @@ export function cutBackbone(modelJson: { modelTopology: Record<string, unknown>;
     const q = w.quantization;
     const width = q ? (q.dtype === 'uint8' ? 1 : q.dtype === 'uint16' ? 2 : 0) : w.dtype === 'float32' ? 4 : 0;
     if (!width) throw new Error(`weight ${w.name}: unsupported dtype ${q?.dtype ?? w.dtype}`);
-    const raw = bytes.slice(offset, offset + n * width);
+    const raw = new Uint8Array(bytes.subarray(offset, offset + n * width)); // a copy at offset 0 (Buffer.slice would be a view)
     offset += n * width;
     if (!keep.has(w.name.slice(0, w.name.lastIndexOf('/')))) continue;
     specs.push({ name: w.name, shape: w.shape, dtype: 'float32' });
