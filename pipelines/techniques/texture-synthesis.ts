@@ -66,7 +66,8 @@ export default defineTechnique({
   family: 'optimization',
   version: 1,
   params,
-  quick: { steps: 3, size: 80, textures: ['images/gravel.png'] },
+  // one network in the preview: the MobileNetV2 backbone's gradient costs seconds per step on the cpu backend (test/perceptual.test.ts covers it)
+  quick: { steps: 3, size: 80, textures: ['images/gravel.png'], compareWith: null },
   async run(ctx): Promise<TextureData> {
     const p = ctx.params;
     const nets: { spec: PerceptualParam; layers?: string[] }[] = [{ spec: p.perceptualModel, layers: p.layers }];
