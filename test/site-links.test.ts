@@ -4,7 +4,7 @@
  * (test index, page link, thumbnail) of an embedding.
  */
 import { describe, expect, it } from 'vitest';
-import { channelAnchor, channelLinks } from '../src/lib/channels';
+import { channelAnchor, channelLinks, topChannelsOf } from '../src/lib/channels';
 import { mentionsIn, testImages } from '../src/lib/test-images';
 import { embedding, scatterPoints, spriteCells, thumbnails } from '../src/lib/thumbnails';
 import type { ReportManifest, ResultEntry } from '../src/site-data';
@@ -40,6 +40,18 @@ describe('channel cross links', () => {
     expect(channelLinks(r, 'max-patches', 'conv2', 5).map((l) => l.technique)).toEqual(['filters']);
     expect(channelLinks(r, 'activation-maximization', 'conv2', 0).map((l) => l.technique)).toEqual(['filters']);
     expect(channelLinks(r, 'filters', 'conv2', 4).map((l) => l.technique)).toEqual(['activation-maximization']);
+  });
+
+  it("lists an image's top activating channels with the pages that show each", () => {
+    const acts = entry('activations', { images: [{ index: 3, layers: [{ layer: 'conv2', top: [{ channel: 5, mean: 2.5 }, { channel: 4, mean: 1 }] }, { layer: 'conv 1', top: [{ channel: 2, mean: 0.5 }] }] }] });
+    const rows = topChannelsOf({ ...r, results: { ...r.results, activations: acts } }, 3);
+    expect(rows.map((x) => [x.layer, x.channel, x.links.map((l) => l.technique)])).toEqual([
+      ['conv2', 5, ['filters', 'max-patches']],
+      ['conv2', 4, ['activation-maximization']],
+      ['conv 1', 2, []],
+    ]);
+    expect(topChannelsOf({ ...r, results: { ...r.results, activations: acts } }, 4)).toEqual([]);
+    expect(topChannelsOf(r, 3)).toEqual([]);
   });
 });
 

@@ -83,6 +83,14 @@ describe('activations', () => {
       const gy = Math.floor(ch / 2) * 34 + y * 2 + 1;
       expect(await rgbAt(file, gx, gy)).toEqual(want);
     }
+    // top channels: the image's per-channel spatial means, computed on the backend, sorted
+    const means = tf.tidy(() => tf.mean(tf.tensor4d(v, [4, 16, 16, 4]), [1, 2]));
+    const m = Array.from((await means.data()).subarray(2 * 4, 3 * 4));
+    means.dispose();
+    const want = m.map((mean, channel) => ({ channel, mean })).sort((a, b) => b.mean - a.mean || a.channel - b.channel);
+    expect(img.layers[0].top.map((t) => t.channel)).toEqual(want.map((t) => t.channel)); // 4 channels < default 5
+    img.layers[0].top.forEach((t, k) => expect(t.mean).toBeCloseTo(want[k].mean, 5));
+    expect(d.images.every((im) => im.layers.every((l) => l.top.length === Math.min(5, d.layers.find((x) => x.name === l.layer)!.shape[2])))).toBe(true);
     // the input image, upscaled 7× (16 px → 112 px)
     expect(img.input).toMatchObject({ width: 112, height: 112 });
   });

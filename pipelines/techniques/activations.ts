@@ -57,8 +57,11 @@ export interface ActivationImage {
   predicted: number | null;
   correct: boolean | null;
   input: ImageFile;
-  layers: (ImageFile & { layer: string; scale: LayerScale; deadFraction: number | null })[];
+  layers: (ImageFile & { layer: string; scale: LayerScale; deadFraction: number | null; top: TopChannel[] })[];
 }
+
+/** A channel that responds strongly to one image: its mean activation over positions. */
+export interface TopChannel { channel: number; mean: number }
 
 export interface ActivationsData {
   split: 'test';
@@ -75,6 +78,7 @@ const params = z.object({
   layers: z.array(z.string()).optional().describe('layers to show; default: every conv and pooling layer'),
   percentile: z.number().gt(50).max(100).default(100).describe('top of each layer scale: this percentile of |value| over the chosen images (100 = the maximum; lower clamps rare spikes)'),
   maxChannels: z.number().int().min(1).optional().describe('draw at most this many channels per layer; default: all'),
+  topChannels: z.number().int().min(0).max(64).default(5).describe('per image and layer, list this many channels with the highest mean activation (linked from the image page)'),
   batchSize: z.number().int().min(1).max(256).default(16).describe('images per forward pass'),
 });
 
@@ -98,6 +102,16 @@ export function layerScale(valueMin: number, valueMax: number, top?: number): La
   return { map: 'viridis', min: 0, max: top ?? valueMax, valueMin, valueMax };
 }
 
+/** The k channels with the highest mean over positions of one image's [h, w, c] activation (ties: lower channel first). */
+export function topChannels(values: Float32Array, shape: [number, number, number], k: number): TopChannel[] {
+  const [h, w, c] = shape;
+  const sums = new Float64Array(c);
+  for (let p = 0; p < h * w; p++) for (let ch = 0; ch < c; ch++) sums[ch] += values[p * c + ch];
+  return Array.from(sums, (s, channel) => ({ channel, mean: s / (h * w) }))
+    .sort((a, b) => b.mean - a.mean || a.channel - b.channel)
+    .slice(0, k);
+}
+
 /** Every channel of one image's [h, w, c] activation as a tile grid on the layer's scale. */
 export function channelGrid(values: Float32Array, shape: [number, number, number], scale: LayerScale, opts: { channels: number; columns: number; upscale: number; gap: number }): RasterImage {
   const [h, w, c] = shape;
@@ -118,7 +132,7 @@ export default defineTechnique({
   title: 'Layer activations',
   summary: 'Every channel of every conv and pooling layer on chosen test images, one colour scale per layer, with the share of dead channels.',
   family: 'dataset',
-  version: 1,
+  version: 2,
   needs: ['features', 'channel-stats'],
   params,
   async run(ctx): Promise<ActivationsData> {
@@ -229,10 +243,11 @@ export default defineTechnique({
         };
         for (const [l, layer] of layers.entries()) {
           const size = layer.shape[0] * layer.shape[1] * layer.shape[2];
-          const grid = channelGrid(values[l].subarray(i * size, (i + 1) * size), layer.shape, layer.scale, { channels: layer.channelsShown, columns: layer.columns, upscale: layer.upscale, gap: layer.gap });
+          const own = values[l].subarray(i * size, (i + 1) * size);
+          const grid = channelGrid(own, layer.shape, layer.scale, { channels: layer.channelsShown, columns: layer.columns, upscale: layer.upscale, gap: layer.gap });
           const file = `${dir}/${l}-${safe(layer.name)}.png`;
           await ctx.out.png(file, grid.pixels, grid.width, grid.height, grid.channels);
-          entry.layers.push({ layer: layer.name, file, width: grid.width, height: grid.height, scale: layer.scale, deadFraction: layer.deadFraction });
+          entry.layers.push({ layer: layer.name, file, width: grid.width, height: grid.height, scale: layer.scale, deadFraction: layer.deadFraction, top: topChannels(own, layer.shape, p.topChannels) });
         }
         images.push(entry);
         ctx.progress(++done, chosen.length);

@@ -54,3 +54,29 @@ export function channelLinks(report: ReportManifest, from: string, layer: string
     url: href(`reports/${report.id}/${t}/#${channelAnchor(layer, channel)}`),
   }));
 }
+
+export interface TopChannelRow {
+  layer: string;
+  channel: number;
+  mean: number;
+  links: ChannelLink[];
+}
+
+/**
+ * The channels that respond most to one test image (the activations result records the top few
+ * per layer), each with the pages that show that channel. Empty when activations did not cover it.
+ */
+export function topChannelsOf(report: ReportManifest, index: number): TopChannelRow[] {
+  const e = report.results.activations;
+  if (e?.status !== 'ok' || !isObj(e.data)) return [];
+  const image = arr(e.data.images).find((i) => isObj(i) && i.index === index);
+  if (!isObj(image)) return [];
+  return arr(image.layers).flatMap((l) => {
+    if (!isObj(l) || typeof l.layer !== 'string') return [];
+    const layer = l.layer;
+    return arr(l.top).flatMap((t) =>
+      isObj(t) && typeof t.channel === 'number' && typeof t.mean === 'number'
+        ? [{ layer, channel: t.channel, mean: t.mean, links: channelLinks(report, 'activations', layer, t.channel) }]
+        : []);
+  });
+}
