@@ -228,3 +228,20 @@ export async function colorbarPng(
   }
   return img.png({ compressionLevel: 9 }).toBuffer();
 }
+
+/** Box-average downscale of an HWC uint8 image by an integer factor (f = 1 returns the input). */
+export function boxDownscale(px: Uint8Array, w: number, h: number, c: number, f: number): { pixels: Uint8Array; width: number; height: number } {
+  if (f === 1) return { pixels: px, width: w, height: h };
+  const ow = Math.max(1, Math.floor(w / f));
+  const oh = Math.max(1, Math.floor(h / f));
+  const out = new Uint8Array(ow * oh * c);
+  for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let k = 0; k < c; k++) {
+    let s = 0, m = 0;
+    for (let dy = 0; dy < f && y * f + dy < h; dy++) for (let dx = 0; dx < f && x * f + dx < w; dx++) {
+      s += px[((y * f + dy) * w + x * f + dx) * c + k];
+      m++;
+    }
+    out[(y * ow + x) * c + k] = Math.round(s / m);
+  }
+  return { pixels: out, width: ow, height: oh };
+}

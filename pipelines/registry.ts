@@ -8,6 +8,7 @@ import pca from './techniques/pca';
 import tsne from './techniques/tsne';
 import umap from './techniques/umap';
 import channelStats from './techniques/channel-stats';
+import thumbnails from './techniques/thumbnails';
 import activations from './techniques/activations';
 import maxPatches from './techniques/max-patches';
 // weights
@@ -36,6 +37,7 @@ export const techniques: Technique[] = [
   pca,
   tsne,
   umap,
+  thumbnails,
   channelStats,
   activations,
   maxPatches,

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { channelAnchor, channelLinks, topChannelsOf } from '../src/lib/channels';
 import { mentionsIn, testImages } from '../src/lib/test-images';
-import { embedding, scatterPoints, spriteCells, thumbnails } from '../src/lib/thumbnails';
+import { embedding, scatterPoints, spriteCells, spriteOnly, thumbnails } from '../src/lib/thumbnails';
 import type { ReportManifest, ResultEntry } from '../src/site-data';
 
 const entry = (technique: string, data: unknown, files: string[] = []): ResultEntry =>
@@ -81,6 +81,17 @@ describe('scatter thumbnails and points', () => {
     expect(pts.map((p) => [p.index, p.label, p.predicted, p.href ?? null])).toEqual([
       [0, 0, 0, null], [1, 1, 2, null], [2, 2, 2, '/reports/r/images/test-2/'], [3, 0, 0, null],
     ]);
+  });
+
+  it('uses the thumbnails result for the images it covers; the sprite only for the rest', () => {
+    const own = entry('thumbnails', { split: 'test', count: 2, width: 8, height: 8, pattern: 'thumbs/test-{index}.png' });
+    const both = report({ tsne, saliency: attribution, thumbnails: own });
+    const th = thumbnails(both);
+    expect(th.get(0)).toBe('/results/thumbnails/thumbs/test-0.png');
+    expect(th.get(1)).toBe('/results/thumbnails/thumbs/test-1.png');
+    expect(th.get(2)).toBe('/results/saliency/in/2.png'); // its own input picture still wins
+    expect(th.get(3)).toBe('/reports/r/thumbs/test-3.png'); // beyond count: the sprite crop
+    expect([...spriteOnly(both).keys()]).toEqual([3]);
   });
 
   it('reads PCA points from data.points and refuses ragged arrays', () => {

@@ -1,8 +1,9 @@
 /**
  * Thumbnails of test images for the interactive scatter tooltips, from files the results already
  * publish: the input picture an attribution or activation result saved for an image, else its
- * cell in the t-SNE image-grid sprite (cropped at build time by the thumbs endpoint). No result
- * writes a picture of every test image, so the other points get no thumbnail.
+ * thumbnail from the internal `thumbnails` result (one PNG per test image), else its cell in the
+ * t-SNE image-grid sprite (cropped at build time by the thumbs endpoint). Points none of these
+ * cover get no thumbnail.
  */
 import path from 'node:path';
 import type { ScatterPoint } from '../charts/specs';
@@ -53,14 +54,24 @@ export function thumbnails(report: ReportManifest): Map<number, string> {
     const m = img.mentions.find((x) => x.input);
     if (m?.input) out.set(img.index, assetUrl(m.entry, m.input));
   }
+  const own = ownThumbnails(report);
+  if (own) for (let i = 0; i < own.count; i++) if (!out.has(i)) out.set(i, assetUrl(own.entry, own.pattern.replace('{index}', String(i))));
   for (const index of spriteCells(report).keys()) if (!out.has(index)) out.set(index, spriteThumbUrl(report, index));
   return out;
+}
+
+/** The `thumbnails` result: test images 0 … count − 1 each have a PNG of their own. */
+function ownThumbnails(report: ReportManifest): { entry: ResultEntry; count: number; pattern: string } | undefined {
+  const entry = report.results.thumbnails;
+  if (entry?.status !== 'ok' || !isObj(entry.data) || !isNum(entry.data.count) || typeof entry.data.pattern !== 'string') return undefined;
+  return { entry, count: entry.data.count, pattern: entry.data.pattern };
 }
 
 /** Test indices whose thumbnail only the sprite holds: the thumbs endpoint writes these. */
 export function spriteOnly(report: ReportManifest): Map<number, SpriteCell> {
   const withInput = new Set(testImages(report).filter((i) => i.mentions.some((m) => m.input)).map((i) => i.index));
-  return new Map([...spriteCells(report)].filter(([i]) => !withInput.has(i)));
+  const own = ownThumbnails(report)?.count ?? 0;
+  return new Map([...spriteCells(report)].filter(([i]) => !withInput.has(i) && i >= own));
 }
 
 export interface Embedding {
