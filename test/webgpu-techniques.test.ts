@@ -34,13 +34,6 @@ import { runTechnique, tinyReport, type TinyDataset } from './helpers/tiny-repor
 const MAP_TOLERANCE = 1e-4;
 const OPTIMIZE_TOLERANCE = 1e-3;
 
-/**
- * The deconvnet-rule map goes through the backend's MaxPoolGrad, whose tie-breaking differs on
- * webgpu (see KNOWN_GAPS in attribution-backends.test.ts, where the gap is asserted); the explicit
- * projection, saliency and guided maps of the same result must agree.
- */
-const SKIP = new Set(['deconvnet/deconvnet/raw.f32']);
-
 const CASES: [Technique, Record<string, unknown>][] = [
   [deconvnet, { faithfulness: false }],
   [gradCam, { faithfulness: false, compareLayers: 3, compareImages: 2 }],
@@ -120,7 +113,6 @@ describe('techniques on webgpu agree with cpu (tiny report)', () => {
     expect([...cpu.raw.keys()].filter((k) => k.startsWith('grad-cam/compare/'))).toHaveLength(3);
     const worst: Record<string, number> = {};
     for (const [file, ref] of cpu.raw) {
-      if (SKIP.has(file)) continue;
       expect(Math.max(...Array.from(ref, Math.abs)), file).toBeGreaterThan(1e-6);
       const e = relErr(gpu.raw.get(file)!, ref);
       const id = file.slice(0, file.indexOf('/'));
