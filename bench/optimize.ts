@@ -33,10 +33,10 @@ const nets = list(process.env.BENCH_NETS, 'random,mobilenet-v2');
 const sizes = list(process.env.BENCH_SIZES, '128,224').map(Number);
 const cases = list(process.env.BENCH_CASES, 'model,texture,style');
 
-function time(name: string, o: Omit<OptimizeOptions, 'steps' | 'rng'>): void {
-  optimizeImage({ ...o, steps: 2, rng: new Rng(1) });
+async function time(name: string, o: Omit<OptimizeOptions, 'steps' | 'rng'>): Promise<void> {
+  await optimizeImage({ ...o, steps: 2, rng: new Rng(1) });
   const load0 = os.loadavg()[0];
-  const r = optimizeImage({ ...o, steps, rng: new Rng(1) });
+  const r = await optimizeImage({ ...o, steps, rng: new Rng(1) });
   console.log(JSON.stringify({
     case: name, backend: info.adapter, batch: o.batch, size: o.height, steps, seconds: +r.seconds.toFixed(2),
     stepsPerSecond: +(steps / r.seconds).toFixed(3), load1: [+load0.toFixed(2), +os.loadavg()[0].toFixed(2)],
@@ -55,18 +55,18 @@ if (!cases.includes('model')) {
   const last = stage[stage.length - 1];
   const k = model.executor.node(last).outputShape.at(-1)!;
   const base = { height: h, width: w, channels: c, forward, lr: 0.05 };
-  time('activation-maximization (priors, 8 channels, last stage)', {
+  await time('activation-maximization (priors, 8 channels, last stage)', {
     ...base, batch: 8, param: { kind: 'fourier', decorrelate: true, sd: 0.01, decayPower: 1 }, transforms: standardTransforms(h),
     terms: [channelMean(last, spreadChannels(k, 8)), totalVariation(0.05)],
   });
   const logits = findLayers(model.executor).logits;
   const nc = model.executor.node(logits).outputShape.at(-1)!;
-  time('class-model (all classes)', {
+  await time('class-model (all classes)', {
     ...base, batch: nc, param: { kind: 'pixel', decorrelate: false, sd: 0.01, decayPower: 1 },
     transforms: { pad: 2, jitter: 3, scales: [], angles: [], jitter2: 0 }, terms: [classLogit(logits, Array.from({ length: nc }, (_, i) => i)), l2Decay(1)],
   });
   const target = tf.tidy(() => forward(tf.randomUniform([4, h, w, c]) as tf.Tensor4D, [last])[last]);
-  time('feature-inversion (4 images, last stage)', {
+  await time('feature-inversion (4 images, last stage)', {
     ...base, batch: 4, param: { kind: 'pixel', decorrelate: false, sd: 0.5, decayPower: 1 }, transforms: null,
     terms: [featureMatch(last, target), alphaNorm(6, 1), totalVariation(0.5)],
   });

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConvlensError } from './errors';
 import { registerGradientFixes, registerWasmKernels } from './kernels/index';
+import { registerWebGpuKernels } from './kernels/webgpu-pool';
 import type { BackendInfo, BackendName, BackendRequest } from './types';
 
 type Log = (msg: string) => void;
@@ -270,6 +271,7 @@ async function setUpWebGpu(): Promise<BackendInfo> {
     );
   }
   registerGradientFixes('webgpu'); // the StridedSlice gradient (scatterND) serves webgpu too
+  registerWebGpuKernels(); // MaxPoolGrad: first maximum of a tied window, as on cpu / wasm
   if (!(await tf.setBackend('webgpu'))) {
     throw new ConvlensError(`the WebGPU backend failed to initialise on ${probe.adapter}.`, {
       fix: 'update the GPU driver (Vulkan on Linux), or use --backend wasm',

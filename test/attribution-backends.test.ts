@@ -71,19 +71,11 @@ const TECHNIQUES: [Technique, Record<string, unknown>][] = [
  * the raw files in `wrong` disagree with cpu beyond the tolerance.
  */
 interface Gap { why: string; error?: RegExp; wrong?: string[] }
-// Every technique reads its tensors with await after its tidy (webgpu under Node has no
-// synchronous readback), and the explicit deconvnet's max-pool switches no longer depend on how a
-// backend's MaxPoolWithArgmax breaks ties (engines/attribution.ts, poolSwitches). One gap is left:
-const KNOWN_GAPS: Partial<Record<BackendName, Record<string, Gap>>> = {
-  webgpu: {
-    deconvnet: {
-      why: 'the deconvnet-rule gradient goes through the backend\'s MaxPoolGrad kernel; webgpu\'s routes a tied window\'s gradient to its last maximum, '
-        + 'cpu/wasm to the first. A ReLU zeroes whole windows (exact ties) and the deconvnet rule, unlike the plain and guided ones, passes signal through '
-        + 'them. Fix: a first-maximum MaxPoolGrad kernel for webgpu in pipelines/kernels (as wasm has)',
-      wrong: ['deconvnet/raw.f32'],
-    },
-  },
-};
+// None: every technique reads its tensors with await after its tidy (webgpu under Node has no
+// synchronous readback); the explicit deconvnet's switches come from exact first-maximum
+// comparisons (engines/attribution.ts, poolSwitches) and webgpu's MaxPoolGrad routes ties to the
+// first maximum like cpu's (kernels/webgpu-pool.ts), so neither depends on the backend.
+const KNOWN_GAPS: Partial<Record<BackendName, Record<string, Gap>>> = {};
 
 type Maps = Map<string, Float32Array>;
 interface BackendRun {

@@ -31,13 +31,13 @@ function base(forward: Forward, over: Partial<OptimizeOptions> = {}): OptimizeOp
 }
 
 describe('optimizeImage', () => {
-  it('decreases the loss within 5 steps (pixel and Fourier, with and without transforms)', () => {
+  it('decreases the loss within 5 steps (pixel and Fourier, with and without transforms)', async () => {
     const net = tinyForward();
     for (const kind of ['pixel', 'fourier'] as const) {
       for (const transforms of [null, standardTransforms(12)]) {
         // compare untransformed values: the per-step loss under random transforms is noisy
-        const r0 = optimizeImage(base(net.forward, { steps: 0, param: { kind, decorrelate: true, sd: 0.01, decayPower: 1 }, transforms }));
-        const r5 = optimizeImage(base(net.forward, { steps: 5, param: { kind, decorrelate: true, sd: 0.01, decayPower: 1 }, transforms }));
+        const r0 = await optimizeImage(base(net.forward, { steps: 0, param: { kind, decorrelate: true, sd: 0.01, decayPower: 1 }, transforms }));
+        const r5 = await optimizeImage(base(net.forward, { steps: 5, param: { kind, decorrelate: true, sd: 0.01, decayPower: 1 }, transforms }));
         expect(r5.losses.at(-1)!).toBeLessThan(r0.losses.at(-1)!);
         expect(r5.losses).toHaveLength(6);
       }
@@ -45,46 +45,60 @@ describe('optimizeImage', () => {
     net.dispose();
   });
 
-  it('keeps the tensor count flat over 100 steps', () => {
+  it('keeps the tensor count flat over 100 steps', async () => {
     const net = tinyForward();
     const before = tf.memory().numTensors;
-    optimizeImage(base(net.forward, { steps: 1 }));
+    await optimizeImage(base(net.forward, { steps: 1 }));
     const afterOne = tf.memory().numTensors;
-    optimizeImage(base(net.forward, { steps: 100, blur: { every: 4, sigma: 0.5 }, param: { kind: 'pixel', decorrelate: false, sd: 0.01, decayPower: 1 } }));
+    await optimizeImage(base(net.forward, { steps: 100, blur: { every: 4, sigma: 0.5 }, param: { kind: 'pixel', decorrelate: false, sd: 0.01, decayPower: 1 } }));
     expect(tf.memory().numTensors).toBe(afterOne);
     expect(afterOne).toBe(before);
     net.dispose();
   });
 
-  it('disposes everything when a step throws', () => {
+  it('disposes everything when a step throws', async () => {
     const before = tf.memory().numTensors;
     const net = tinyForward();
     const before2 = tf.memory().numTensors;
     // fails on the 3rd call: inside the gradient tape, after the probe pass succeeded
     let calls = 0;
     const bad: Forward = (x, l) => { if (++calls === 3) throw new Error('boom'); return net.forward(x, l); };
-    expect(() => optimizeImage(base(bad))).toThrow('boom');
+    await expect(optimizeImage(base(bad))).rejects.toThrow('boom');
     expect(tf.memory().numTensors).toBe(before2);
     // and at once (in the probe pass)
-    expect(() => optimizeImage(base(() => { throw new Error('boom'); }))).toThrow('boom');
+    await expect(optimizeImage(base(() => { throw new Error('boom'); }))).rejects.toThrow('boom');
     net.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('is seeded: same seed → same image, other seed → other image', () => {
+  it('is seeded: same seed → same image, other seed → other image', async () => {
     const net = tinyForward();
-    const a = optimizeImage(base(net.forward, { rng: new Rng(9) }));
-    const b = optimizeImage(base(net.forward, { rng: new Rng(9) }));
-    const c = optimizeImage(base(net.forward, { rng: new Rng(10) }));
+    const a = await optimizeImage(base(net.forward, { rng: new Rng(9) }));
+    const b = await optimizeImage(base(net.forward, { rng: new Rng(9) }));
+    const c = await optimizeImage(base(net.forward, { rng: new Rng(10) }));
     expect(Array.from(a.images)).toEqual(Array.from(b.images));
     expect(Array.from(a.images)).not.toEqual(Array.from(c.images));
     net.dispose();
   });
 
-  it('starts from a given image with the pixel parameterisation', () => {
+  it('records the same loss curve whether the losses are read every step or in batches', async () => {
+    const net = tinyForward();
+    const seen: [number, number][] = [];
+    // 7 steps with reads every 3: two full batches and a remainder
+    const batched = await optimizeImage(base(net.forward, { steps: 7, lossReadEvery: 3, onStep: (s, l) => seen.push([s, l]) }));
+    const eager = await optimizeImage(base(net.forward, { steps: 7, lossReadEvery: 1, rng: new Rng(5) }));
+    expect(batched.losses).toEqual(eager.losses);
+    expect(Array.from(batched.images)).toEqual(Array.from(eager.images));
+    expect(batched.losses).toHaveLength(8);
+    // every step reported once, in order, with the recorded value
+    expect(seen).toEqual(batched.losses.slice(0, 7).map((l, i) => [i, l]));
+    net.dispose();
+  });
+
+  it('starts from a given image with the pixel parameterisation', async () => {
     const net = tinyForward();
     const init = Float32Array.from({ length: 12 * 12 * 3 }, (_, i) => (i % 7) / 7);
-    const r = optimizeImage(base(net.forward, { batch: 1, steps: 0, init, transforms: null, param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 } }));
+    const r = await optimizeImage(base(net.forward, { batch: 1, steps: 0, init, transforms: null, param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 } }));
     for (let i = 0; i < init.length; i++) expect(r.images[i]).toBeCloseTo(Math.min(0.999, Math.max(0.001, init[i])), 4);
     net.dispose();
   });
@@ -146,7 +160,7 @@ describe('objective terms', () => {
 });
 
 describe('random perceptual network', () => {
-  it('is seeded and its texture loss decreases within 5 steps', () => {
+  it('is seeded and its texture loss decreases within 5 steps', async () => {
     const a = buildRandomNet({ seed: 3, filters: 8, levels: 3 });
     const b = buildRandomNet({ seed: 3, filters: 8, levels: 3 });
     const x = tf.randomUniform([1, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
@@ -162,7 +176,7 @@ describe('random perceptual network', () => {
       param: { kind: 'pixel', decorrelate: true, sd: 0.1, decayPower: 1 }, transforms: null,
       terms: a.layers.map((l, i) => gramMatch(l, targets[i])), forward: a.forward, steps: 5, lr: 0.05, rng: new Rng(2),
     };
-    const r = optimizeImage(opts);
+    const r = await optimizeImage(opts);
     expect(r.losses.at(-1)!).toBeLessThan(r.losses[0]);
     tf.dispose([x, ...targets]);
     a.dispose();

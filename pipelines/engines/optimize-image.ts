@@ -78,7 +78,13 @@ export interface OptimizeOptions {
   init?: Float32Array;
   /** every `every` steps, blur the pixel parameter with a 3×3 Gaussian (class models). Pixel only. */
   blur?: { every: number; sigma: number };
+  /**
+   * called with each step's loss, in order; the losses are read in batches of `lossReadEvery`
+   * steps (reading waits for the device), so the calls come in bursts.
+   */
   onStep?: (step: number, loss: number) => void;
+  /** steps between reads of the queued loss scalars (default 10); the recorded losses are the same for any value. */
+  lossReadEvery?: number;
 }
 
 export interface OptimizeResult {
@@ -438,50 +444,70 @@ function releaseTape(): void {
 /**
  * Runs the optimisation. Exactly one tf.tidy per step; the variables, the optimiser's slots
  * and the constants are disposed in `finally`, also when a step throws.
+ *
+ * Nothing is read inside a tidy (webgpu under Node has no synchronous readback): each step keeps
+ * its loss scalar, and the queued scalars are read together every `lossReadEvery` steps, so the
+ * device is not drained after every step and the queue stays short.
  */
-export function optimizeImage(o: OptimizeOptions): OptimizeResult {
+export async function optimizeImage(o: OptimizeOptions): Promise<OptimizeResult> {
   const started = performance.now();
   const layers = [...new Set(o.terms.flatMap((t) => t.layers))];
   const p = makeParam(o);
   const optimizer = tf.train.adam(o.lr);
   const losses: number[] = [];
+  const every = Math.max(1, o.lossReadEvery ?? 10);
+  let queued: tf.Scalar[] = [];
+  const readLosses = async () => {
+    const batch = queued;
+    queued = [];
+    try {
+      for (const t of batch) {
+        const v = (await t.data())[0];
+        o.onStep?.(losses.length, v);
+        losses.push(v);
+      }
+    } finally {
+      tf.dispose(batch);
+    }
+  };
   try {
     // a plain forward pass first: most errors (bad layer names, sizes) surface here, in a tidy
     // that cleans up, rather than inside the gradient tape, which leaks when it throws
     tf.tidy(() => { totalLoss(o, layers, p.image(), p.image()); });
     for (let step = 0; step < o.steps; step++) {
       const draw = o.transforms ? drawTransform(o.transforms, o.rng) : null;
-      const loss = tf.tidy(() => {
-        const value = optimizer.minimize(() => {
-          const image = p.image();
-          const seen = draw && o.transforms ? applyTransforms(image, o.transforms, draw) : image;
-          return totalLoss(o, layers, image, seen);
-        }, true, p.vars)!;
-        return value.dataSync()[0];
-      });
-      losses.push(loss);
-      o.onStep?.(step, loss);
+      queued.push(tf.tidy(() => optimizer.minimize(() => {
+        const image = p.image();
+        const seen = draw && o.transforms ? applyTransforms(image, o.transforms, draw) : image;
+        return totalLoss(o, layers, image, seen);
+      }, true, p.vars)!));
       if (o.blur && o.param.kind === 'pixel' && (step + 1) % o.blur.every === 0) {
         const v = p.vars[0] as unknown as tf.Tensor4D;
         tf.tidy(() => { (p.vars[0]).assign(blur3(v, o.blur!.sigma)); });
       }
+      if (queued.length >= every) await readLosses();
     }
-    // final values on the untransformed image
-    const finalTerms: Record<string, number> = {};
-    let images = new Float32Array(0);
-    let final = 0;
-    // read inside tidy and return nothing: tidy would walk a returned TypedArray element by element
-    tf.tidy(() => {
+    await readLosses();
+    // final values on the untransformed image: every term and the image, read after the tidy
+    const final = tf.tidy(() => {
       const image = p.image();
       const acts = layers.length ? o.forward(image, layers) : {};
-      for (const t of o.terms) {
-        const v = t.value(acts, image).dataSync()[0];
-        finalTerms[t.label] = (finalTerms[t.label] ?? 0) + v;
-        final += v * t.weight;
-      }
-      images = Float32Array.from(image.dataSync());
+      return { terms: o.terms.map((t) => t.value(acts, image)), image };
     });
-    losses.push(final);
+    const finalTerms: Record<string, number> = {};
+    let images: Float32Array;
+    let total = 0;
+    try {
+      for (const [i, t] of o.terms.entries()) {
+        const v = (await final.terms[i].data())[0];
+        finalTerms[t.label] = (finalTerms[t.label] ?? 0) + v;
+        total += v * t.weight;
+      }
+      images = Float32Array.from(await final.image.data());
+    } finally {
+      tf.dispose([...final.terms, final.image]);
+    }
+    losses.push(total);
     return {
       images,
       shape: [o.batch, o.height, o.width, o.channels],
@@ -493,6 +519,7 @@ export function optimizeImage(o: OptimizeOptions): OptimizeResult {
     releaseTape();
     throw e;
   } finally {
+    tf.dispose(queued);
     optimizer.dispose();
     for (const v of p.vars) v.dispose();
     tf.dispose(p.constants);
@@ -544,17 +571,20 @@ export function spreadChannels(total: number, count: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.floor((i * total) / n));
 }
 
-/** Per image: a value computed from one batched forward pass over `images` (NHWC in [0, 1]). */
-export function perImage(
+/** Per image: a value computed from one batched forward pass over `images` (NHWC in [0, 1]), read after the tidy. */
+export async function perImage(
   forward: Forward, images: Float32Array, shape: [number, number, number, number], layers: string[],
   fn: (acts: Activations, x: tf.Tensor4D) => tf.Tensor,
-): number[] {
-  let out: number[] = [];
-  tf.tidy(() => {
+): Promise<number[]> {
+  const t = tf.tidy(() => {
     const x = tf.tensor4d(images, shape);
-    out = Array.from(fn(forward(x, layers), x).dataSync());
+    return fn(forward(x, layers), x);
   });
-  return out;
+  try {
+    return Array.from(await t.data());
+  } finally {
+    t.dispose();
+  }
 }
 
 /** Losses rounded to 5 significant digits: result.json stays small and readable. */

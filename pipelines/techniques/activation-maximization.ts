@@ -92,11 +92,11 @@ export default defineTechnique({
       for (const v of variants) {
         const terms: Term[] = [channelMean(node.name, channels)];
         if (v.tvWeight > 0) terms.push(totalVariation(v.tvWeight));
-        const r = optimizeImage({
+        const r = await optimizeImage({
           batch: channels.length, height: h, width: w, channels: c, param: v.param, transforms: v.transforms,
           terms, forward, steps: p.steps, lr: p.lr, rng: ctx.rng,
         });
-        const activation = perImage(forward, r.images, r.shape, [node.name], (acts) => {
+        const activation = await perImage(forward, r.images, r.shape, [node.name], (acts) => {
           const a = acts[node.name];
           const means = a.rank === 4 ? tf.mean(a, [1, 2]) : a;
           return tf.sum(tf.mul(means, tf.oneHot(tf.tensor1d(channels, 'int32'), k)), 1);

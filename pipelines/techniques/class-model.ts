@@ -62,7 +62,7 @@ export default defineTechnique({
     const forward = modelForward(model, dataset.preprocessing);
     const terms = [classLogit(logitsLayer, classes)];
     if (p.l2 > 0) terms.push(l2Decay(p.l2));
-    const r = optimizeImage({
+    const r = await optimizeImage({
       batch: k, height: h, width: w, channels: c,
       param: { kind: 'pixel', decorrelate: false, sd: 0.01, decayPower: 1 },
       transforms: p.jitter > 0 ? { pad: p.jitter, jitter: p.jitter + 1, scales: [], angles: [], jitter2: 0 } : null,
@@ -71,8 +71,8 @@ export default defineTechnique({
       onStep: (s) => ctx.progress(s + 1, p.steps),
     });
     const oneHot = () => tf.oneHot(tf.tensor1d(classes, 'int32'), k);
-    const logits = perImage(forward, r.images, r.shape, [logitsLayer], (a) => tf.sum(tf.mul(tf.reshape(a[logitsLayer], [k, k]), oneHot()), 1));
-    const probs = perImage(forward, r.images, r.shape, [logitsLayer], (a) => tf.sum(tf.mul(tf.softmax(tf.reshape(a[logitsLayer], [k, k])), oneHot()), 1));
+    const logits = await perImage(forward, r.images, r.shape, [logitsLayer], (a) => tf.sum(tf.mul(tf.reshape(a[logitsLayer], [k, k]), oneHot()), 1));
+    const probs = await perImage(forward, r.images, r.shape, [logitsLayer], (a) => tf.sum(tf.mul(tf.softmax(tf.reshape(a[logitsLayer], [k, k])), oneHot()), 1));
     const tiles = classes.map((i) => imageTile(r.images, r.shape, i));
     const grid = imageGrid(tiles, Math.min(k, 10), { upscale: p.upscale, gap: 2 });
     return {

@@ -80,11 +80,11 @@ export default defineTechnique({
         const terms = [featureMatch(name, target)];
         if (p.alphaWeight > 0) terms.push(alphaNorm(p.alpha, p.alphaWeight));
         if (p.tvWeight > 0) terms.push(totalVariation(p.tvWeight));
-        const r = optimizeImage({
+        const r = await optimizeImage({
           batch: n, height: h, width: w, channels: c, param: { kind: 'pixel', decorrelate: c === 3, sd: 0.5, decayPower: 1 },
           transforms: null, terms, forward, steps: p.steps, lr: p.lr, rng: ctx.rng,
         });
-        const rel = perImage(forward, r.images, r.shape, [name], (a) => {
+        const rel = await perImage(forward, r.images, r.shape, [name], (a) => {
           const axes = a[name].shape.map((_, i) => i).slice(1);
           return tf.div(tf.sum(tf.square(tf.sub(a[name], target)), axes), tf.add(tf.sum(tf.square(target), axes), 1e-8));
         });

@@ -87,7 +87,7 @@ export default defineTechnique({
           const terms: Term[] = [featureMatch(contentLayer, targets[0], p.contentWeight)];
           styleLayers.forEach((l, j) => terms.push(gramMatch(l, targets[j + 1], p.styleWeight)));
           if (p.tvWeight > 0) terms.push(totalVariation(p.tvWeight));
-          const r = optimizeImage({
+          const r = await optimizeImage({
             batch: 1, height: size, width: size, channels: 3,
             param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 }, transforms: null, init: content,
             terms, forward: net.forward, steps: p.steps, lr: p.lr, rng: ctx.rng,

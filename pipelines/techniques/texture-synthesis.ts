@@ -90,7 +90,7 @@ export default defineTechnique({
           });
           try {
             const terms = layers.map((l, j) => gramMatch(l, targets[j]));
-            const r = optimizeImage({
+            const r = await optimizeImage({
               batch: 1, height: size, width: size, channels: 3,
               // Lucid's Fourier + decorrelated colour: gradients from the coarse (pooled) levels
               // otherwise land in flat 2^l-px blocks and leave a blocky image
