@@ -125,6 +125,8 @@ export default defineTechnique({
   version: 1,
   internal: true,
   params,
+  // a preview needs the test split in full (confusion matrix, embeddings) but not 60k neighbours
+  quick: { maxTrain: 10_000 },
   async run(ctx): Promise<FeaturesData & { logitsLayer: string }> {
     const { executor } = ctx.model;
     const found = findLayers(executor);
