@@ -249,27 +249,59 @@ function conv2dInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.ba
   return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, false);
 }
 
-/** The strided depthwise input gradient by stride phases (channel multiplier 1): a depthwise conv with multiplier sh·sw. */
+/** Name of the optional kernel interleaving separate phase tensors x0…x{sh·sw−1} (wasm, index.ts). */
+export const PHASE_INTERLEAVE_LIST = 'ConvlensPhaseInterleaveList';
+
+/** out[b, qh·sh+rh, qw·sw+rw, c] = phase_{rh·sw+rw}[b, qh, qw, c], cropped to H×W. */
+export function phaseInterleaveListInto(out: Float32Array, xs: Float32Array[], inShape: number[], sh: number, sw: number, h: number, w: number): void {
+  const [n, qh, qw, c] = inShape as [number, number, number, number];
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < qh; i++) {
+      for (let rh = 0; rh < sh; rh++) {
+        const y = i * sh + rh;
+        if (y >= h) break;
+        for (let rw = 0; rw < sw; rw++) {
+          const x = xs[rh * sw + rw]!;
+          for (let j = 0; j < qw; j++) {
+            const xx = j * sw + rw;
+            if (xx >= w) break;
+            const src = ((b * qh + i) * qw + j) * c;
+            out.set(x.subarray(src, src + c), ((b * h + y) * w + xx) * c);
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The strided depthwise input gradient by stride phases (channel multiplier 1): one depthwise
+ * conv per phase (XNNPACK's depthwise with a channel multiplier of sh·sw was several times
+ * slower than sh·sw plain ones), then one interleaving pass.
+ */
 function depthwiseInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
   const [, kw, c] = filter.shape;
   const w = filter.dataSync() as Float32Array;
-  const ph = ah.s * aw.s;
-  const big = new Float32Array(ah.L * aw.L * c * ph); // [Lh, Lw, C, phases]
+  const outs: tf.Tensor4D[] = [];
   for (let rh = 0; rh < ah.s; rh++) for (let rw = 0; rw < aw.s; rw++) {
-    const phase = rh * aw.s + rw;
+    const f = new Float32Array(ah.L * aw.L * c); // [Lh, Lw, C, 1]
     for (let jh = 0; jh < ah.L; jh++) {
       const a = ah.tap[rh]![jh]!;
       if (a < 0) continue;
       for (let jw = 0; jw < aw.L; jw++) {
         const b = aw.tap[rw]![jw]!;
         if (b < 0) continue;
-        for (let d = 0; d < c; d++) big[((jh * aw.L + jw) * c + d) * ph + phase] = w[(a * kw + b) * c + d]!;
+        for (let d = 0; d < c; d++) f[(jh * aw.L + jw) * c + d] = w[(a * kw + b) * c + d]!;
       }
     }
+    outs.push(tf.depthwiseConv2d(dy, tf.tensor4d(f, [ah.L, aw.L, c, 1]), 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]));
   }
-  const f = tf.tensor4d(big, [ah.L, aw.L, c, ph]);
-  const y = tf.depthwiseConv2d(dy, f, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]);
-  return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, true);
+  if (tf.getKernel(PHASE_INTERLEAVE_LIST, tf.getBackend())) {
+    const inputs: tf.NamedTensorMap = {};
+    outs.forEach((t, i) => (inputs[`x${i}`] = t));
+    return tf.engine().runKernel(PHASE_INTERLEAVE_LIST, inputs, { sh: ah.s, sw: aw.s, h: info.inHeight, w: info.inWidth }) as tf.Tensor4D;
+  }
+  return phaseInterleave(tf.concat(outs, 3), ah.s, aw.s, info.inHeight, info.inWidth, false);
 }
 
 /** dL/dx of conv2d as a forward conv2d (fast on wasm) of the dilated dy with the flipped, transposed filter. */

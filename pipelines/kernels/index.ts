@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { wasmConv2dFilterGrad, type WasmBackendLike } from './im2col';
 import {
-  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto, PHASE_INTERLEAVE, phaseInterleaveInto, STRIDE_DILATE, strideDilateInto,
+  conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, forEachPoolArgmax, maxPoolGradInto, PHASE_INTERLEAVE, PHASE_INTERLEAVE_LIST, phaseInterleaveInto, phaseInterleaveListInto, STRIDE_DILATE, strideDilateInto,
 } from './conv-grads';
 import { useGradients } from './extra-grads';
 
@@ -103,6 +103,20 @@ const kernels: tf.KernelConfig[] = [
       // Allocate first: allocation may grow the wasm heap and detach earlier views.
       const out = be.makeOutput([n, h, w, cs / (sh * sw)], 'float32');
       phaseInterleaveInto(be.typedArrayFromHeap(out) as Float32Array, be.typedArrayFromHeap(x) as Float32Array, x.shape, sh, sw, h, w, channelMajor);
+      return out;
+    },
+  },
+  {
+    kernelName: PHASE_INTERLEAVE_LIST,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const be = backend as unknown as WasmBackendLike;
+      const { sh, sw, h, w } = attrs as { sh: number; sw: number; h: number; w: number };
+      const xs = Array.from({ length: sh * sw }, (_, i) => req(inputs, `x${i}`));
+      const [n, , , c] = xs[0]!.shape as Shape4;
+      // Allocate first: allocation may grow the wasm heap and detach earlier views.
+      const out = be.makeOutput([n, h, w, c], 'float32');
+      phaseInterleaveListInto(be.typedArrayFromHeap(out) as Float32Array, xs.map((x) => be.typedArrayFromHeap(x) as Float32Array), xs[0]!.shape, sh, sw, h, w);
       return out;
     },
   },
