@@ -43,8 +43,8 @@ export function scoreNode(executor: GraphExecutor): string {
 
 /**
  * Σ_b logit[b, target_b]. Images in a batch do not interact (inference-mode layers), so one
- * backward pass of this sum gives every image's own gradient. A constant one-hot mask instead of
- * gather: gather's gradient needs a kernel wasm lacks.
+ * backward pass of this sum gives every image's own gradient. A constant one-hot mask rather than
+ * gather: its backward pass is one multiply, where gather's is a scatter (UnsortedSegmentSum).
  */
 export function targetScore(logits: tf.Tensor, targets: number[]): tf.Scalar {
   const k = logits.shape[logits.shape.length - 1];
