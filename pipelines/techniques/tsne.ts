@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { FeaturesData } from '../engines/examples';
 import { snapToGrid } from '../engines/assignment';
 import { effectivePerplexity, tsneAsync } from '../engines/tsne';
-import { imageGrid, type Channels } from '../images';
+import { boxDownscale, imageGrid, type Channels } from '../images';
 import type { Rng } from '../rng';
 import { defineTechnique } from '../technique';
 import { featuresPath, readRows } from './features';
@@ -85,23 +85,6 @@ export function stratifiedSample(labels: ArrayLike<number>, want: number, rng: R
   return out.sort((a, b) => a - b);
 }
 
-/** Box-average downscale of an HWC uint8 image by an integer factor. */
-function downscale(px: Uint8Array, w: number, h: number, c: number, f: number): { pixels: Uint8Array; width: number; height: number } {
-  if (f === 1) return { pixels: px, width: w, height: h };
-  const ow = Math.max(1, Math.floor(w / f));
-  const oh = Math.max(1, Math.floor(h / f));
-  const out = new Uint8Array(ow * oh * c);
-  for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let k = 0; k < c; k++) {
-    let s = 0, m = 0;
-    for (let dy = 0; dy < f && y * f + dy < h; dy++) for (let dx = 0; dx < f && x * f + dx < w; dx++) {
-      s += px[((y * f + dy) * w + x * f + dx) * c + k];
-      m++;
-    }
-    out[(y * ow + x) * c + k] = Math.round(s / m);
-  }
-  return { pixels: out, width: ow, height: oh };
-}
-
 export default defineTechnique({
   id: 'tsne',
   title: 't-SNE of the features',
@@ -150,7 +133,7 @@ export default defineTechnique({
     for await (const batch of ctx.dataset.batches('test', 256, { indices: chosen })) {
       const size = h * w * c;
       for (let b = 0; b < batch.size; b++) {
-        const t = downscale(batch.pixels.subarray(b * size, (b + 1) * size), w, h, c, f);
+        const t = boxDownscale(batch.pixels.subarray(b * size, (b + 1) * size), w, h, c, f);
         tw = t.width;
         th = t.height;
         thumbs.set(batch.indices[b], t.pixels);
