@@ -86,10 +86,10 @@ for (const which of nets) {
     const content = tf.tidy(() => net.forward(x, [net.defaultContentLayer])[net.defaultContentLayer]);
     const style = styleLayers.map((l, i) => gramMatch(l, grams[i]));
     const common = { batch: 1, height: size, width: size, channels: 3, forward: net.forward, transforms: null };
-    if (cases.includes('texture')) time(`texture-synthesis (${which}, ${size} px)`, {
+    if (cases.includes('texture')) await time(`texture-synthesis (${which}, ${size} px)`, {
       ...common, lr: 0.05, param: { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 }, terms: style,
     });
-    if (cases.includes('style')) time(`style-transfer (${which}, ${size} px)`, {
+    if (cases.includes('style')) await time(`style-transfer (${which}, ${size} px)`, {
       ...common, lr: 0.03, init: x.dataSync() as Float32Array, param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 },
       terms: [featureMatch(net.defaultContentLayer, content), ...style, totalVariation(2)],
     });
