@@ -3,11 +3,16 @@
  * which channel pages link each other, where a t-SNE sprite cell lies, and the scatter points
  * (test index, page link, thumbnail) of an embedding.
  */
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { channelAnchor, channelLinks, topChannelsOf } from '../src/lib/channels';
 import { mentionsIn, testImages } from '../src/lib/test-images';
 import { embedding, scatterPoints, spriteCells, spriteOnly, thumbnails } from '../src/lib/thumbnails';
 import type { ReportManifest, ResultEntry } from '../src/site-data';
+
+// Technique titles come from the site manifest: read the committed fixture's, not a local build's
+// (a clean clone has no .convlens/).
+process.env.CONVLENS_SITE_DATA = path.resolve(import.meta.dirname, 'fixtures/site');
 
 const entry = (technique: string, data: unknown, files: string[] = []): ResultEntry =>
   ({ technique, status: 'ok', key: technique, assetBase: `/results/${technique}/`, files, provenance: {} as never, data }) as ResultEntry;
