@@ -21,6 +21,7 @@ import {
   camHead, camMaps, convLayers, deconvnetProject, gradCamMaps, gradCamPlusPlusMaps, inputGradient, lastSpatialLayer, strongestUnits, type Item,
 } from '../pipelines/engines/attribution';
 import { occlusionMaps } from '../pipelines/techniques/occlusion';
+import { samplesPerCall } from '../pipelines/techniques/smoothgrad';
 import type { BackendName } from '../pipelines/types';
 import { defaultModel, vgg16Shaped, type BenchModel } from './models';
 
@@ -94,9 +95,16 @@ const all: Method[] = [
     // SmoothGrad costs SG gradients per image; timed on ≤ 2 images × 25 samples
     name: `smoothgrad`, images: sgInput.shape[0],
     maps: () => {
-      const n = sgInput.shape[0] * SG;
-      const noisy = tf.add(tf.tile(sgInput, [SG, 1, 1, 1]), tf.randomNormal([n, H, W, C], 0, 0.15, 'float32', 1)) as tf.Tensor4D;
-      return [inputGradient(ex, noisy, Array.from({ length: n }, (_, i) => targets[i % sgInput.shape[0]]))];
+      // in chunks of copies, as the technique does (all at once on small models)
+      const b = sgInput.shape[0];
+      const k = samplesPerCall(ex, b, SG);
+      const out: tf.Tensor[] = [];
+      for (let s0 = 0; s0 < SG; s0 += k) {
+        const n = Math.min(k, SG - s0) * b;
+        const noisy = tf.add(tf.tile(sgInput, [n / b, 1, 1, 1]), tf.randomNormal([n, H, W, C], 0, 0.15, 'float32', 1 + s0)) as tf.Tensor4D;
+        out.push(inputGradient(ex, noisy, Array.from({ length: n }, (_, i) => targets[i % b])));
+      }
+      return out;
     },
   },
   head.ok
