@@ -43,6 +43,7 @@ import saliency from '../pipelines/techniques/saliency';
 import smoothgrad from '../pipelines/techniques/smoothgrad';
 import type { BackendName } from '../pipelines/types';
 import { runTechnique, tinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
+import { maxRelErr } from './helpers/compare';
 
 const TOLERANCE = 1e-4;
 /**
@@ -159,17 +160,6 @@ async function engineMaps(name: BackendName, images: Float32Array, n: number, un
   return maps;
 }
 
-/** max|a − b| / max|ref|. */
-function relErr(a: Float32Array, ref: Float32Array): number {
-  expect(a.length).toBe(ref.length);
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - ref[i]));
-    m = Math.max(m, Math.abs(ref[i]));
-  }
-  return m > 0 ? d / m : d;
-}
 
 /** Compares every technique's maps with the cpu reference; returns the worst error per technique. */
 function compare(name: BackendName, run: BackendRun): Record<string, number> {
@@ -193,7 +183,7 @@ function compare(name: BackendName, run: BackendRun): Record<string, number> {
     let exact = true;
     for (const [file, r] of ref) {
       exact &&= got.get(file)!.every((v, i) => v === r[i]);
-      const e = relErr(got.get(file)!, r);
+      const e = maxRelErr(got.get(file)!, r);
       if (gap?.wrong?.includes(file)) {
         expect(e, `${t.id} ${file} on ${name} is a known gap (${gap.why}) but now agrees: remove it from KNOWN_GAPS`).toBeGreaterThan(TOLERANCE);
         gapErrors.push(`${t.id} ${file}: ${e.toExponential(1)}`);
@@ -211,7 +201,7 @@ function compare(name: BackendName, run: BackendRun): Record<string, number> {
     const where = (u: unknown[]) => (u as Unit[]).map(({ layer, y, x, channel }) => ({ layer, y, x, channel }));
     expect(where(run.units)).toEqual(where(reference.units));
     const act = (u: unknown[]) => Float32Array.from(u as Unit[], (v) => v.activation);
-    expect(relErr(act(run.units), act(reference.units))).toBeLessThanOrEqual(TOLERANCE);
+    expect(maxRelErr(act(run.units), act(reference.units))).toBeLessThanOrEqual(TOLERANCE);
   }
   console.log(`${name} vs cpu, max |Δ| / max |cpu| per technique: ${Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}`);
   if (identical.length) console.log(`${name}: bit-identical to cpu: ${identical.join(', ')}`);
@@ -322,7 +312,7 @@ describe('attribution maps agree across backends (tiny model)', () => {
     model.dispose();
     const ref = await engineMaps('cpu', images, n, units, values);
     const got = await engineMaps('webgpu', images, n, units, values);
-    const errs = [...ref].map(([k, r]) => [k, relErr(got.get(k)!, r)] as const);
+    const errs = [...ref].map(([k, r]) => [k, maxRelErr(got.get(k)!, r)] as const);
     console.log(`webgpu vs cpu, engine functions: ${errs.map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ')}`);
     for (const [k, e] of errs) expect(e, k).toBeLessThanOrEqual(TOLERANCE);
   });

@@ -28,6 +28,7 @@ import smoothgrad from '../pipelines/techniques/smoothgrad';
 import type { Technique } from '../pipelines/technique';
 import { saveModel, seededImages, setSeededWeights, tmpDir } from './fixtures/models';
 import { runTechnique, tinyReport, TINY_SIZE, type TinyDataset } from './helpers/tiny-report';
+import { maxRelErr } from './helpers/compare';
 
 let model: LoadedModel;
 let quadrant: LoadedModel;
@@ -60,15 +61,6 @@ async function firstImages(n: number): Promise<Item[]> {
   }));
 }
 
-const relDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / (m || 1);
-};
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -180,7 +172,7 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
         return [explicit.dataSync(), rule.dataSync()];
       });
       expect(Math.max(...Array.from(b, Math.abs))).toBeGreaterThan(0);
-      expect(relDiff(a, b)).toBeLessThanOrEqual(1e-5);
+      expect(maxRelErr(a, b)).toBeLessThanOrEqual(1e-5);
     }
     expect(tf.memory().numTensors).toBe(before);
   });
@@ -205,7 +197,7 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
         return [explicit.dataSync(), rule.dataSync()];
       });
       expect(Math.max(...Array.from(b, Math.abs))).toBeGreaterThan(0);
-      expect(relDiff(a, b)).toBeLessThanOrEqual(1e-5);
+      expect(maxRelErr(a, b)).toBeLessThanOrEqual(1e-5);
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       bnModel.dispose();
@@ -219,9 +211,9 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
       const x = itemTensor(items, [S, S, 1]);
       return (['plain', 'guided', 'deconvnet'] as const).map((r) => inputGradient(model.executor, x, targets, r).dataSync());
     });
-    expect(relDiff(guided, plain)).toBeGreaterThan(0.05);
-    expect(relDiff(deconv, plain)).toBeGreaterThan(0.05);
-    expect(relDiff(deconv, guided)).toBeGreaterThan(0.05);
+    expect(maxRelErr(guided, plain)).toBeGreaterThan(0.05);
+    expect(maxRelErr(deconv, plain)).toBeGreaterThan(0.05);
+    expect(maxRelErr(deconv, guided)).toBeGreaterThan(0.05);
   });
 
   it('Grad-CAM at the last conv layer = ReLU(CAM) / (h·w): CAM up to a positive scale', async () => {
@@ -238,7 +230,7 @@ describe('tiny trained model (fused ReLUs, max-pools, GAP + dense)', () => {
         return [gradCamMaps(model.executor, x, 'c3', targets).dataSync(), tf.div(tf.relu(camMaps(a, head.weights, targets)), h * w).dataSync()];
       });
       positive += c.filter((v) => v > 0).length;
-      expect(relDiff(g, c)).toBeLessThanOrEqual(1e-5);
+      expect(maxRelErr(g, c)).toBeLessThanOrEqual(1e-5);
     }
     expect(positive).toBeGreaterThan(0);
   });
@@ -281,12 +273,12 @@ describe('every attribution technique on the tiny report', () => {
   it('smoothgrad with σ = 0 equals saliency; with noise it differs', async () => {
     const s = await run(saliency, { faithfulness: false });
     const z = await run(smoothgrad, { noise: 0, samples: 3, faithfulness: false });
-    expect(relDiff(raw(z.dir, z.data, 'gradient'), raw(s.dir, s.data, 'gradient'))).toBeLessThanOrEqual(1e-5);
+    expect(maxRelErr(raw(z.dir, z.data, 'gradient'), raw(s.dir, s.data, 'gradient'))).toBeLessThanOrEqual(1e-5);
     const n = await run(smoothgrad, { samples: 5, faithfulness: false });
-    expect(relDiff(raw(n.dir, n.data, 'gradient'), raw(s.dir, s.data, 'gradient'))).toBeGreaterThan(1e-3);
+    expect(maxRelErr(raw(n.dir, n.data, 'gradient'), raw(s.dir, s.data, 'gradient'))).toBeGreaterThan(1e-3);
     // the same noisy copies in chunks of 2 (as for big models) give the same average
     const chunked = await run(smoothgrad, { samples: 5, samplesPerCall: 2, faithfulness: false });
-    expect(relDiff(raw(chunked.dir, chunked.data, 'gradient'), raw(n.dir, n.data, 'gradient'))).toBeLessThanOrEqual(1e-6);
+    expect(maxRelErr(raw(chunked.dir, chunked.data, 'gradient'), raw(n.dir, n.data, 'gradient'))).toBeLessThanOrEqual(1e-6);
   });
 
   it('deconvnet: the explicit projection agrees with the gradient rule; four maps side by side', async () => {
@@ -307,7 +299,7 @@ describe('every attribution technique on the tiny report', () => {
     expect(cmp.images.length).toBeGreaterThan(0);
     // CAM and Grad-CAM rows agree up to scale where CAM is positive
     const camRaw = raw(c.dir, c.data, 'cam').map((v) => Math.max(v, 0) / 16);
-    expect(relDiff(raw(g.dir, g.data, 'grad-cam'), camRaw)).toBeLessThanOrEqual(1e-5);
+    expect(maxRelErr(raw(g.dir, g.data, 'grad-cam'), camRaw)).toBeLessThanOrEqual(1e-5);
     await run(gradCamPlusPlus);
     await run(guidedGradCam);
     await run(guidedBackprop);

@@ -5,6 +5,7 @@ import { isConvlensError } from '../pipelines/errors';
 import { registerWasmKernels } from '../pipelines/kernels/index';
 import type { BackendInfo, BackendName } from '../pipelines/types';
 import { TINY_CLASSES, tinyInput, tinyModel, tinyWeights } from './helpers/tiny-model';
+import { maxRelErr } from './helpers/compare';
 
 // Spy on the real kernel registration to check that initBackend calls it exactly once.
 vi.mock('../pipelines/kernels/index', async (importOriginal) => {
@@ -41,17 +42,6 @@ async function runTiny(name: BackendName): Promise<Result> {
   return result;
 }
 
-/** max|a - b| / max|b|, b being the reference. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 function expectProvenance(info: BackendInfo, name: BackendName, pkg: string): void {
   expect(info.name).toBe(name);
@@ -77,8 +67,8 @@ describe('backends', () => {
 
   it('wasm agrees with cpu (logits and input gradients)', async () => {
     const wasm = await runTiny('wasm');
-    const logitsErr = relErr(wasm.logits, cpu.logits);
-    const gradErr = relErr(wasm.grad, cpu.grad);
+    const logitsErr = maxRelErr(wasm.logits, cpu.logits);
+    const gradErr = maxRelErr(wasm.grad, cpu.grad);
     console.log(`wasm [${wasm.info.adapter}]: logits rel err ${logitsErr.toExponential(2)}, grad rel err ${gradErr.toExponential(2)}`);
     expect(logitsErr).toBeLessThan(TOLERANCE);
     expect(gradErr).toBeLessThan(TOLERANCE);
@@ -98,8 +88,8 @@ describe('backends', () => {
       throw e;
     }
     webgpuInfo = gpu.info;
-    const logitsErr = relErr(gpu.logits, cpu.logits);
-    const gradErr = relErr(gpu.grad, cpu.grad);
+    const logitsErr = maxRelErr(gpu.logits, cpu.logits);
+    const gradErr = maxRelErr(gpu.grad, cpu.grad);
     console.log(`webgpu [${gpu.info.adapter}]: logits rel err ${logitsErr.toExponential(2)}, grad rel err ${gradErr.toExponential(2)}`);
     expect(logitsErr).toBeLessThan(TOLERANCE);
     expect(gradErr).toBeLessThan(TOLERANCE);

@@ -30,6 +30,7 @@ import gradCam from '../pipelines/techniques/grad-cam';
 import occlusion from '../pipelines/techniques/occlusion';
 import type { BackendName } from '../pipelines/types';
 import { runTechnique, tinyReport, type TinyDataset } from './helpers/tiny-report';
+import { maxRelErr } from './helpers/compare';
 
 const MAP_TOLERANCE = 1e-4;
 const OPTIMIZE_TOLERANCE = 1e-3;
@@ -74,17 +75,6 @@ async function runOn(name: BackendName): Promise<Run> {
   return out;
 }
 
-/** max|a − b| / max|ref|. */
-function relErr(a: Float32Array, ref: Float32Array): number {
-  expect(a.length).toBe(ref.length);
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - ref[i]));
-    m = Math.max(m, Math.abs(ref[i]));
-  }
-  return m > 0 ? d / m : d;
-}
 
 beforeAll(async () => {
   await initBackend('cpu');
@@ -114,7 +104,7 @@ describe('techniques on webgpu agree with cpu (tiny report)', () => {
     const worst: Record<string, number> = {};
     for (const [file, ref] of cpu.raw) {
       expect(Math.max(...Array.from(ref, Math.abs)), file).toBeGreaterThan(1e-6);
-      const e = relErr(gpu.raw.get(file)!, ref);
+      const e = maxRelErr(gpu.raw.get(file)!, ref);
       const id = file.slice(0, file.indexOf('/'));
       worst[id] = Math.max(worst[id] ?? 0, e);
       expect(e, file).toBeLessThanOrEqual(id === 'activation-maximization' ? OPTIMIZE_TOLERANCE : MAP_TOLERANCE);
@@ -131,7 +121,7 @@ describe('techniques on webgpu agree with cpu (tiny report)', () => {
     const lg = losses(gpu);
     expect(lg.map((l) => l.length)).toEqual(lc.map((l) => l.length));
     lc.forEach((l, i) => {
-      const e = relErr(Float32Array.from(lg[i]), Float32Array.from(l));
+      const e = maxRelErr(Float32Array.from(lg[i]), Float32Array.from(l));
       worst['activation-maximization losses'] = Math.max(worst['activation-maximization losses'] ?? 0, e);
       expect(e).toBeLessThanOrEqual(OPTIMIZE_TOLERANCE);
     });
