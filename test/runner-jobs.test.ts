@@ -7,38 +7,21 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { listFiles } from '../pipelines/cache';
 import type { SiteManifest } from '../pipelines/manifest';
 import { runReports } from '../pipelines/run';
 import { ProgressBoard } from '../pipelines/run-progress';
-import { TINY_SIZE, tinyReport } from './helpers/tiny-report';
+import { writeTinyProject } from './helpers/tiny-report';
 
 const require = createRequire(import.meta.url);
 const abs = (p: string) => JSON.stringify(path.resolve(p));
 
 /** A project folder with reports/tiny (tiny trained model, PNG class folders) and the test techniques module. */
 async function writeProject(): Promise<string> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-jobs-'));
-  fs.writeFileSync(path.join(root, 'package.json'), '{ "type": "module" }');
-  const reportDir = path.join(root, 'reports', 'tiny');
-  const { model, dataset } = await tinyReport();
-  fs.cpSync(model.dir, path.join(reportDir, 'model'), { recursive: true });
-  model.dispose();
-  for (const split of ['train', 'test'] as const) {
-    for await (const b of dataset.batches(split, 100)) {
-      for (let i = 0; i < b.size; i++) {
-        const dir = path.join(reportDir, 'data', split, `${b.labels[i]}-${dataset.classNames[b.labels[i]]}`);
-        fs.mkdirSync(dir, { recursive: true });
-        const px = Buffer.from(b.pixels.subarray(i * TINY_SIZE * TINY_SIZE, (i + 1) * TINY_SIZE * TINY_SIZE));
-        await sharp(px, { raw: { width: TINY_SIZE, height: TINY_SIZE, channels: 1 } }).png().toFile(path.join(dir, `${b.indices[i]}.png`));
-      }
-    }
-  }
+  const { root, reportDir } = await writeTinyProject('convlens-jobs-');
   fs.writeFileSync(
     path.join(reportDir, 'report.config.ts'),
     `import { defineReport } from ${abs('pipelines/config.ts')};

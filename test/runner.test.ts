@@ -8,34 +8,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { SiteManifest } from '../pipelines/manifest';
 import { runReports } from '../pipelines/run';
 import { defineTechnique } from '../pipelines/technique';
-import { TINY_SIZE, tinyReport } from './helpers/tiny-report';
+import { writeTinyProject } from './helpers/tiny-report';
 
 const configModule = path.resolve('pipelines/config.ts');
 
 /** A project folder with reports/tiny: the tiny trained model and its images as PNG class folders. */
 async function writeProject(): Promise<string> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'convlens-e2e-'));
-  fs.writeFileSync(path.join(root, 'package.json'), '{ "type": "module" }');
-  const reportDir = path.join(root, 'reports', 'tiny');
-  const { model, dataset } = await tinyReport();
-  fs.cpSync(model.dir, path.join(reportDir, 'model'), { recursive: true });
-  model.dispose();
-  for (const split of ['train', 'test'] as const) {
-    for await (const b of dataset.batches(split, 100)) {
-      for (let i = 0; i < b.size; i++) {
-        const dir = path.join(reportDir, 'data', split, `${b.labels[i]}-${dataset.classNames[b.labels[i]]}`);
-        fs.mkdirSync(dir, { recursive: true });
-        const px = Buffer.from(b.pixels.subarray(i * TINY_SIZE * TINY_SIZE, (i + 1) * TINY_SIZE * TINY_SIZE));
-        await sharp(px, { raw: { width: TINY_SIZE, height: TINY_SIZE, channels: 1 } }).png().toFile(path.join(dir, `${b.indices[i]}.png`));
-      }
-    }
-  }
+  const { root, reportDir } = await writeTinyProject('convlens-e2e-');
   fs.writeFileSync(path.join(reportDir, 'data', 'test', '2-blob', 'notes.png'), 'this is not an image');
   fs.writeFileSync(
     path.join(reportDir, 'report.config.ts'),

@@ -13,6 +13,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
+import sharp from 'sharp';
 import { afterAll, beforeAll } from 'vitest';
 import type { z } from 'zod';
 import { loadModel, type LoadedModel } from '../../pipelines/model/load';
@@ -176,4 +177,29 @@ export async function runTechnique<S extends z.ZodType>(
   // What the cache does: result.json must survive a JSON round trip.
   JSON.parse(JSON.stringify(data ?? null));
   return { data, dir, files: [...out.written].sort() };
+}
+
+/**
+ * A project folder as a user has it: `<root>/package.json` and `reports/tiny/` with the tiny trained
+ * model and its images as PNG class folders (`data/<split>/<k>-<name>/<index>.png`). The caller
+ * writes `reports/tiny/report.config.ts`.
+ */
+export async function writeTinyProject(prefix: string): Promise<{ root: string; reportDir: string }> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.writeFileSync(path.join(root, 'package.json'), '{ "type": "module" }');
+  const reportDir = path.join(root, 'reports', 'tiny');
+  const { model, dataset } = await tinyReport();
+  fs.cpSync(model.dir, path.join(reportDir, 'model'), { recursive: true });
+  model.dispose();
+  for (const split of ['train', 'test'] as const) {
+    for await (const b of dataset.batches(split, 100)) {
+      for (let i = 0; i < b.size; i++) {
+        const dir = path.join(reportDir, 'data', split, `${b.labels[i]}-${dataset.classNames[b.labels[i]]}`);
+        fs.mkdirSync(dir, { recursive: true });
+        const px = Buffer.from(b.pixels.subarray(i * TINY_SIZE * TINY_SIZE, (i + 1) * TINY_SIZE * TINY_SIZE));
+        await sharp(px, { raw: { width: TINY_SIZE, height: TINY_SIZE, channels: 1 } }).png().toFile(path.join(dir, `${b.indices[i]}.png`));
+      }
+    }
+  }
+  return { root, reportDir };
 }
