@@ -41,18 +41,18 @@ export default defineTechnique({
     const count = Math.min(ctx.dataset.splitSizes.test, ctx.params.maxImages);
     const f = Math.max(1, Math.ceil(Math.max(h, w) / ctx.params.thumbSize));
     const size = h * w * c;
-    let width = Math.max(1, Math.floor(w / f));
-    let height = Math.max(1, Math.floor(h / f));
     let done = 0;
     const indices = Int32Array.from({ length: count }, (_, i) => i);
     for await (const batch of ctx.dataset.batches('test', 256, { indices })) {
       for (let b = 0; b < batch.size; b++) {
         const t = boxDownscale(batch.pixels.subarray(b * size, (b + 1) * size), w, h, c, f);
-        ({ width, height } = t);
         await ctx.out.png(thumbnailFile(PATTERN, batch.indices[b]), t.pixels, t.width, t.height, c as Channels);
       }
       ctx.progress((done += batch.size), count);
     }
+    // boxDownscale's output size
+    const width = Math.max(1, Math.floor(w / f));
+    const height = Math.max(1, Math.floor(h / f));
     return { split: 'test', count, width, height, pattern: PATTERN };
   },
 });
