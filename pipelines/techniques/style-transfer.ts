@@ -1,11 +1,13 @@
 /**
- * `style-transfer` (Gatys et al. 2016): starting from the content image, match its activations
- * at one deeper layer (content) and the Gram matrices of a style image at several layers.
+ * `style-transfer` (Gatys et al. 2016): match the content image's activations at one deeper
+ * layer (content) and the Gram matrices of a style image at several layers. By default the
+ * image is parameterised as Lucid does (Fourier coefficients, decorrelated colour) and starts
+ * from faint noise; `param: 'pixel'` starts from the content image's pixels as the paper does.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { featureMatch, gram, gramMatch, imageTile, optimizeImage, readImage, roundLosses, totalVariation, type Term } from '../engines/optimize-image';
-import { openPerceptual, perceptualParam, resolveImage } from '../engines/perceptual';
+import { openPerceptual, perceptualNet, resolveImage } from '../engines/perceptual';
 import { defineTechnique } from '../technique';
 
 export interface StyleEntry {
@@ -32,6 +34,8 @@ export interface StyleData {
   contentWeight: number;
   styleWeight: number;
   tvWeight: number;
+  /** image parameterisation; 'fourier' starts from noise, 'pixel' from the content image. */
+  param: 'fourier' | 'pixel';
   size: number;
   steps: number;
   lr: number;
@@ -43,18 +47,20 @@ const params = z.object({
     .default([
       { content: 'images/chelsea.png', style: 'images/scream.png' },
       { content: 'images/astronaut.png', style: 'images/scream.png' },
-      { content: 'images/coffee.png', style: 'images/gravel.png' },
+      { content: 'images/coffee.png', style: 'images/scream.png' },
     ])
     .describe('content/style image pairs, relative to the report folder, else among the built-in images (assets/images/LICENSES.md)'),
   size: z.number().int().min(16).max(512).default(128).describe('image side, px (a model perceptual net uses its own input size)'),
   steps: z.number().int().min(0).max(4096).default(300).describe('Adam steps'),
-  lr: z.number().positive().default(0.03).describe('Adam learning rate'),
+  lr: z.number().positive().default(0.05).describe('Adam learning rate'),
+  param: z.enum(['fourier', 'pixel']).default('fourier')
+    .describe('fourier: Fourier coefficients with decorrelated colour, from faint noise (Lucid); pixel: pixels, from the content image (Gatys et al.)'),
   contentWeight: z.number().min(0).default(1).describe('weight of the content term ‖a(y) − a(c)‖² / ‖a(c)‖²'),
-  styleWeight: z.number().min(0).default(1).describe('weight of each style layer\'s relative Gram error'),
-  tvWeight: z.number().min(0).default(2).describe('total-variation weight: smooths the colour noise the random net leaves'),
-  contentLayer: z.string().optional().describe('default: the random net\'s level2 (1/4 scale), or the model net\'s contentLayer'),
-  styleLayers: z.array(z.string()).optional().describe('default: every level of the random net, or the model net\'s styleLayers'),
-  perceptualModel: perceptualParam,
+  styleWeight: z.number().min(0).default(0.5).describe('weight of each style layer\'s relative Gram error'),
+  tvWeight: z.number().min(0).default(0).describe('total-variation weight (the random net with param: pixel needs about 2 against colour noise)'),
+  contentLayer: z.string().optional().describe('default: the network\'s content layer (MobileNetV2 block_6_expand_relu, 1/8 scale; random net level2)'),
+  styleLayers: z.array(z.string()).optional().describe('default: the network\'s style layers (MobileNetV2: five expansion ReLU6 layers, 1/2 to 1/16 scale; random net: every level)'),
+  perceptualModel: perceptualNet.default({ kind: 'mobilenet-v2' }),
 });
 
 export default defineTechnique({
@@ -62,7 +68,7 @@ export default defineTechnique({
   title: 'Neural style transfer',
   summary: 'The content of one image painted with the feature statistics of another: content matched at a deep layer, style (Gram matrices) at several.',
   family: 'optimization',
-  version: 1,
+  version: 2,
   params,
   quick: { steps: 3, size: 80, pairs: [{ content: 'images/chelsea.png', style: 'images/scream.png' }] },
   async run(ctx): Promise<StyleData> {
@@ -89,8 +95,10 @@ export default defineTechnique({
           if (p.tvWeight > 0) terms.push(totalVariation(p.tvWeight));
           const r = await optimizeImage({
             batch: 1, height: size, width: size, channels: 3,
-            param: { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 }, transforms: null, init: content,
-            terms, forward: net.forward, steps: p.steps, lr: p.lr, rng: ctx.rng,
+            // fourier: the same start as texture synthesis (faint noise, sd 0.05); pixel: the content image, exactly
+            param: p.param === 'fourier' ? { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 } : { kind: 'pixel', decorrelate: false, sd: 0, decayPower: 1 },
+            init: p.param === 'pixel' ? content : undefined,
+            transforms: null, terms, forward: net.forward, steps: p.steps, lr: p.lr, rng: ctx.rng,
           });
           const tile = (v: Float32Array) => imageTile(v, shape, 0);
           const [c, s, t] = [tile(content), tile(style), tile(r.images)];
@@ -113,7 +121,7 @@ export default defineTechnique({
       }
       return {
         network: net.id, kind: net.kind, attribution: net.attribution, contentLayer, styleLayers, contentWeight: p.contentWeight, styleWeight: p.styleWeight, tvWeight: p.tvWeight,
-        size, steps: p.steps, lr: p.lr, pairs,
+        param: p.param, size, steps: p.steps, lr: p.lr, pairs,
       };
     } finally {
       net.dispose();
