@@ -9,6 +9,9 @@
  *   wasm/tfjs      tfjs-backend-wasm's own kernels (ours unregistered): slow Conv2DBackpropInput,
  *                  wrong MaxPoolGrad, missing depthwise backprops (the gradient then fails)
  *   wasm/convlens  our kernels (pipelines/kernels)
+ *   wasm/convlens, BN unfolded   the same with GraphExecutor.foldBatchNorm = false (every
+ *                  BatchNorm its own op; only for nets with foldable conv → BN pairs): before/after
+ *                  of folding BN into the conv, in the same run. Every other row folds (the default).
  *   cpu            tfjs-backend-cpu (with --cpu; one timed run for the 224-px nets: ~30 s each)
  *   pytorch        bench/pytorch_anchor.py: the same model.json topology and weights, 2 threads
  * The input gradient is the saliency one: ∂ logit_target / ∂ input for every image of the batch
@@ -72,6 +75,16 @@ interface Row { net: string; engine: string; batch: number; fwd?: number; grad?:
 const rows: Row[] = [];
 const fmt = (v?: number) => (v === undefined ? '—' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
+function relErr(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return m > 0 ? d / m : d;
+}
+
 function pixels(n: number, shape: number[]): Float32Array {
   const size = n * shape.reduce((a, b) => a * b, 1);
   // deterministic pseudo-random pixels in [0, 1)
@@ -128,7 +141,18 @@ for (const key of wanted) {
   await measure('wasm/tfjs', reps);
   useWasmKernels('convlens');
   let ours: { logits: Float32Array; grad: Float32Array } | undefined;
-  await measure('wasm/convlens', reps, (logits, grad) => (ours = { logits, grad }));
+  if (ex.batchNormFolds.length) {
+    let unfolded: { logits: Float32Array; grad: Float32Array } | undefined;
+    ex.foldBatchNorm = false;
+    await measure('wasm/convlens, BN unfolded', reps, (logits, grad) => (unfolded = { logits, grad }));
+    ex.foldBatchNorm = true;
+    await measure('wasm/convlens', reps, (logits, grad) => (ours = { logits, grad }));
+    if (unfolded && ours) {
+      console.log(`BN folded into ${ex.batchNormFolds.length} convs: folded vs unfolded logits rel. err ${relErr(ours.logits, unfolded.logits).toExponential(1)}, input gradient ${relErr(ours.grad, unfolded.grad).toExponential(1)} (max|a − b| / max|b|)`);
+    }
+  } else {
+    await measure('wasm/convlens', reps, (logits, grad) => (ours = { logits, grad }));
+  }
   if (args.cpu) {
     await initBackend('cpu');
     await measure('cpu', inShape[0]! >= 100 ? 1 : reps);

@@ -2,7 +2,9 @@
  * Runs a LayersModel's layer DAG with raw tfjs-core ops, so that techniques can capture any
  * node, add a perturbation at any node (gradients w.r.t. hidden layers of any DAG), swap the
  * ReLU gradient rule and record max-pool switches. tfjs-layers' own `apply` offers none of
- * these, and its fused conv+activation kernels ignore custom ReLU gradients.
+ * these, and its fused conv+activation kernels ignore custom ReLU gradients. Inference-mode
+ * BatchNormalization is folded into the linear conv that feeds it where that is exact
+ * (`GraphExecutor.foldBatchNorm`); the nodes techniques see do not change.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
@@ -89,11 +91,23 @@ export class GraphExecutor {
   readonly outputName: string;
   /** [h, w, c] */
   readonly inputShape: [number, number, number];
+  /**
+   * Fold inference-mode BatchNormalization into the linear Conv2D / DepthwiseConv2D that feeds
+   * it (see `batchNormFolds`): one conv instead of conv + BN, forward and backward. Values are
+   * the same up to float32 rounding (so a ReLU input within rounding of 0 or 6 may switch side,
+   * which changes that unit's gradient path). A pair runs unfolded in any run that captures,
+   * stops at (`upTo`) or perturbs the conv node, so that node's value is always the pre-BN one;
+   * the ReLU nodes after a BN stay separate, with their gradient rules. Set to false to run every
+   * BatchNorm as its own op (bench/gradients.ts compares the two).
+   */
+  foldBatchNorm = true;
   private readonly byName: Map<string, GraphNode>;
   private readonly computes: Map<string, Compute>;
   private readonly owned: tf.Tensor[];
+  /** by BatchNorm node name */
+  private readonly folds: Map<string, BatchNormFold>;
 
-  constructor(parts: { nodes: GraphNode[]; computes: Map<string, Compute>; owned: tf.Tensor[]; inputShape: [number, number, number] }) {
+  constructor(parts: { nodes: GraphNode[]; computes: Map<string, Compute>; owned: tf.Tensor[]; inputShape: [number, number, number]; folds?: BatchNormFold[] }) {
     this.nodes = parts.nodes;
     this.computes = parts.computes;
     this.owned = parts.owned;
@@ -101,6 +115,12 @@ export class GraphExecutor {
     this.byName = new Map(parts.nodes.map((n) => [n.name, n]));
     this.inputName = parts.nodes[0].name;
     this.outputName = parts.nodes[parts.nodes.length - 1].name;
+    this.folds = new Map((parts.folds ?? []).map((f) => [f.batchNorm, f]));
+  }
+
+  /** The (conv, BatchNorm) node pairs that runs fold when `foldBatchNorm` is on. */
+  get batchNormFolds(): { conv: string; batchNorm: string }[] {
+    return [...this.folds.values()].map((f) => ({ conv: f.conv, batchNorm: f.batchNorm }));
   }
 
   /** The node called `name`; an unknown name is a user error (it comes from report configs). */
@@ -145,22 +165,40 @@ export class GraphExecutor {
     const rule = opts.reluRule ?? 'plain';
     const needed = this.ancestors([target, ...capture]);
     const keep = new Set([target, ...capture]);
+    const canFree = tf.engine().state.gradientDepth === 0;
+
+    // BatchNorm nodes computed by their folded conv in this run; their conv nodes are skipped
+    const folded = new Map<string, BatchNormFold>();
+    if (this.foldBatchNorm) {
+      for (const f of this.folds.values()) {
+        if (!needed.has(f.batchNorm) || keep.has(f.conv) || perturb[f.conv]) continue;
+        if (!f.fresh()) {
+          // weights reassigned since the fold: refold outside a gradient tape, else run unfolded
+          if (!canFree) continue;
+          f.refold();
+        }
+        folded.set(f.batchNorm, f);
+      }
+    }
+    const skipped = new Set([...folded.values()].map((f) => f.conv));
+    const inboundOf = (n: GraphNode): string[] => folded.get(n.name)?.inbound ?? n.inbound;
 
     // consumers left per node, to free a value once its last consumer has run
     const pending = new Map<string, number>();
     for (const n of this.nodes) {
-      if (!needed.has(n.name)) continue;
-      for (const i of n.inbound) pending.set(i, (pending.get(i) ?? 0) + 1);
+      if (!needed.has(n.name) || skipped.has(n.name)) continue;
+      for (const i of inboundOf(n)) pending.set(i, (pending.get(i) ?? 0) + 1);
     }
-    const canFree = tf.engine().state.gradientDepth === 0;
 
     const values = new Map<string, tf.Tensor>();
     const switches: Record<string, tf.Tensor> = {};
     for (const node of this.nodes) {
-      if (!needed.has(node.name)) continue;
-      const inputs = node.inbound.map((i) => values.get(i)!);
+      if (!needed.has(node.name) || skipped.has(node.name)) continue;
+      const inbound = inboundOf(node);
+      const inputs = inbound.map((i) => values.get(i)!);
+      const compute = folded.get(node.name)?.compute ?? this.computes.get(node.name)!;
       // the input node clones x so every value is ours to free (clones share data, no copy)
-      let out = node.role === 'input' ? tf.clone(x) : this.computes.get(node.name)!(inputs, rule);
+      let out = node.role === 'input' ? tf.clone(x) : compute(inputs, rule);
       if (opts.recordSwitches && node.className === 'MaxPooling2D' && node.spatial.kind === 'window') {
         const { kernel, strides, padding } = node.spatial;
         const { result, indexes } = tf.maxPoolWithArgmax(inputs[0] as tf.Tensor4D, kernel, strides, padding, false);
@@ -175,7 +213,7 @@ export class GraphExecutor {
       }
       values.set(node.name, out);
       if (!canFree) continue;
-      for (const i of node.inbound) {
+      for (const i of inbound) {
         const left = pending.get(i)! - 1;
         pending.set(i, left);
         if (left === 0 && !keep.has(i)) values.get(i)!.dispose();
@@ -186,10 +224,11 @@ export class GraphExecutor {
     return { output: values.get(target)!, captured, switches };
   }
 
-  /** Frees the constants the executor made (the weights belong to the LayersModel). */
+  /** Frees the constants the executor made, folded weights included (the weights belong to the LayersModel). */
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned.length = 0;
+    for (const f of this.folds.values()) f.dispose();
   }
 }
 
@@ -247,6 +286,8 @@ export function buildExecutor(model: LayersModel, topology?: unknown): GraphExec
   const computes = new Map<string, Compute>();
   const owned: tf.Tensor[] = [];
   const shapeOf = new Map<string, number[]>();
+  const convParts = new Map<string, ConvParts>();
+  const bnParts = new Map<string, BnParts>();
   for (const layer of order) {
     const className = layer.getClassName();
     const tfNode = layer.inboundNodes[nodeIndexOf.get(layer)!];
@@ -293,9 +334,112 @@ export function buildExecutor(model: LayersModel, topology?: unknown): GraphExec
     } else {
       nodes.push({ name: layer.name, layerName: layer.name, className, role: 'layer', inbound, outputShape, params, activation: built.activation, spatial: built.spatial });
       computes.set(layer.name, built.compute);
+      // only a linear conv (no activation node split out) can absorb a following BatchNorm
+      if (built.conv) convParts.set(layer.name, built.conv);
+      if (built.bn) bnParts.set(layer.name, built.bn);
     }
   }
-  return new GraphExecutor({ nodes, computes, owned, inputShape });
+  return new GraphExecutor({ nodes, computes, owned, inputShape, folds: batchNormFolds(nodes, convParts, bnParts) });
+}
+
+/**
+ * Every (linear Conv2D / DepthwiseConv2D → BatchNormalization) pair in which the conv's only
+ * consumer is the BatchNorm: inference-mode BN is then a per-channel affine map of the conv's
+ * output and folds exactly into its weights. BN after an activation (conv+ReLU → BN) does not.
+ */
+function batchNormFolds(nodes: GraphNode[], convParts: Map<string, ConvParts>, bnParts: Map<string, BnParts>): BatchNormFold[] {
+  const consumers = new Map<string, number>();
+  for (const n of nodes) for (const i of n.inbound) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const folds: BatchNormFold[] = [];
+  for (const n of nodes) {
+    const bn = bnParts.get(n.name);
+    if (!bn || n.inbound.length !== 1) continue;
+    const convName = n.inbound[0];
+    const conv = convParts.get(convName);
+    if (!conv || consumers.get(convName) !== 1) continue;
+    const [, , ci, co] = conv.kernel.shape;
+    const channels = conv.depthwise ? ci * co : co;
+    if (bn.mean.size !== channels || bn.mean.rank !== 1) continue;
+    folds.push(new BatchNormFold(convName, n.name, byName.get(convName)!.inbound, conv, bn));
+  }
+  return folds;
+}
+
+/**
+ * A linear conv with the BatchNorm that is its only consumer, as one conv:
+ * w' = w·s, b' = (b − μ)·s + β with s = γ/√(σ² + ε) per output channel (for a depthwise kernel
+ * [h, w, in, multiplier] output channel in·multiplier + m). The folded weights are computed once
+ * and refolded only if the layer's weight variables were reassigned since (their dataId changes).
+ */
+class BatchNormFold {
+  kernel: tf.Tensor4D | undefined;
+  bias: tf.Tensor1D | undefined;
+  private foldedIds: unknown[] = [];
+
+  constructor(
+    readonly conv: string,
+    readonly batchNorm: string,
+    /** the conv's inputs: what the folded node reads */
+    readonly inbound: string[],
+    private readonly c: ConvParts,
+    private readonly b: BnParts,
+  ) {
+    this.refold();
+  }
+
+  private sources(): tf.Tensor[] {
+    const { c, b } = this;
+    return [c.kernel, ...(c.bias ? [c.bias] : []), b.mean, b.variance, b.offset, b.scale];
+  }
+
+  /** whether the folded weights still match the layer weights */
+  fresh(): boolean {
+    return this.sources().every((t, i) => t.dataId === this.foldedIds[i]);
+  }
+
+  refold(): void {
+    this.disposeFolded();
+    const { c, b } = this;
+    const [kernel, bias] = tf.tidy(() => {
+      const s = tf.mul(b.scale, tf.rsqrt(tf.add(b.variance, b.eps)));
+      const [, , ci, m] = c.kernel.shape;
+      // a dilated kernel is spread once here rather than at every call
+      const k = spreadKernel(c.kernel, c.spatial.dilation);
+      const w = tf.mul(k, c.depthwise ? tf.reshape(s, [ci, m]) : s);
+      const shifted = c.bias ? tf.sub(c.bias, b.mean) : tf.neg(b.mean);
+      return [w, tf.add(tf.mul(shifted, s), b.offset)];
+    });
+    this.kernel = tf.keep(kernel) as tf.Tensor4D;
+    this.bias = tf.keep(bias) as tf.Tensor1D;
+    this.foldedIds = this.sources().map((t) => t.dataId);
+  }
+
+  /** conv + bias with the folded weights; plain ops while a gradient tape records (see withBias) */
+  readonly compute: Compute = ([x]) => {
+    const { strides, padding } = this.c.spatial;
+    const x4 = x as tf.Tensor4D;
+    const filter = this.kernel!;
+    if (tf.engine().state.gradientDepth === 0) {
+      // no tape: the fused conv + bias kernel (one pass over the output instead of two)
+      const args = { x: x4, filter, strides, pad: padding, bias: this.bias! };
+      return this.c.depthwise ? tf.fused.depthwiseConv2d(args) : tf.fused.conv2d(args);
+    }
+    const y = this.c.depthwise ? tf.depthwiseConv2d(x4, filter, strides, padding) : tf.conv2d(x4, filter, strides, padding);
+    const out = tf.add(y, this.bias!);
+    y.dispose();
+    return out;
+  };
+
+  private disposeFolded(): void {
+    if (this.kernel) this.kernel.dispose();
+    if (this.bias) this.bias.dispose();
+    this.kernel = this.bias = undefined;
+  }
+
+  dispose(): void {
+    this.disposeFolded();
+  }
 }
 
 /** name → snake_case config of every layer in a Sequential or functional topology. */
@@ -332,8 +476,16 @@ interface Built {
   fusedActivation?: string;
   /** for activation layers themselves */
   activation?: string;
+  /** a Conv2D / DepthwiseConv2D: what folding a following BatchNormalization needs */
+  conv?: ConvParts;
+  /** a BatchNormalization: its inference-mode per-channel affine map */
+  bn?: BnParts;
 }
 type Builder = (ctx: BuildContext) => Built;
+type WindowOp = Extract<SpatialOp, { kind: 'window' }>;
+interface ConvParts { depthwise: boolean; kernel: tf.Tensor4D; bias?: tf.Tensor; spatial: WindowOp }
+/** y = (x − mean) · scale / √(variance + eps) + offset, per channel */
+interface BnParts { mean: tf.Tensor; variance: tf.Tensor; offset: tf.Tensor; scale: tf.Tensor; eps: number }
 
 const identity: Compute = ([x]) => tf.clone(x);
 
@@ -410,9 +562,12 @@ function withSpread(kernel: tf.Tensor4D, dilation: [number, number], op: (k: tf.
   return y;
 }
 
+function biasOf(ctx: BuildContext): tf.Tensor | undefined {
+  return ctx.config.use_bias !== false && ctx.weights.has('bias') ? weight(ctx, 'bias') : undefined;
+}
+
 function withBias(ctx: BuildContext, linear: (x: tf.Tensor) => tf.Tensor): Compute {
-  const useBias = ctx.config.use_bias !== false && ctx.weights.has('bias');
-  const bias = useBias ? weight(ctx, 'bias') : undefined;
+  const bias = biasOf(ctx);
   // plain ops, not fused kernels: fused ones bypass custom ReLU gradients
   return ([x]) => {
     const y = linear(x);
@@ -424,27 +579,29 @@ function withBias(ctx: BuildContext, linear: (x: tf.Tensor) => tf.Tensor): Compu
 }
 
 const conv2d: Builder = (ctx) => {
-  const spatial = convSpatial(ctx) as Extract<SpatialOp, { kind: 'window' }>;
+  const spatial = convSpatial(ctx) as WindowOp;
   const kernel = weight(ctx, 'kernel') as tf.Tensor4D;
   return {
     spatial,
     fusedActivation: fused(ctx),
     compute: withBias(ctx, (x) => withSpread(kernel, spatial.dilation, (k) => tf.conv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding))),
+    conv: { depthwise: false, kernel, bias: biasOf(ctx), spatial },
   };
 };
 
 const depthwise: Builder = (ctx) => {
-  const spatial = convSpatial(ctx) as Extract<SpatialOp, { kind: 'window' }>;
+  const spatial = convSpatial(ctx) as WindowOp;
   const kernel = weight(ctx, 'depthwise_kernel') as tf.Tensor4D;
   return {
     spatial,
     fusedActivation: fused(ctx),
     compute: withBias(ctx, (x) => withSpread(kernel, spatial.dilation, (k) => tf.depthwiseConv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding))),
+    conv: { depthwise: true, kernel, bias: biasOf(ctx), spatial },
   };
 };
 
 const separable: Builder = (ctx) => {
-  const spatial = convSpatial(ctx) as Extract<SpatialOp, { kind: 'window' }>;
+  const spatial = convSpatial(ctx) as WindowOp;
   const dw = weight(ctx, 'depthwise_kernel') as tf.Tensor4D;
   const pw = weight(ctx, 'pointwise_kernel') as tf.Tensor4D;
   return {
@@ -493,6 +650,7 @@ const batchNorm: Builder = (ctx) => {
   return {
     spatial: { kind: 'pointwise' },
     compute: ([x]) => tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, offset as tf.Tensor1D, scale as tf.Tensor1D, eps),
+    bn: { mean, variance, offset, scale, eps },
   };
 };
 
