@@ -89,10 +89,10 @@ for (const which of nets) {
     if (cases.includes('texture')) await time(`texture-synthesis (${which}, ${size} px)`, {
       ...common, lr: 0.05, param: { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 }, terms: style,
     });
-    // style-transfer's defaults: Fourier from faint noise, style weight 0.5, no TV
+    // style-transfer's defaults: Fourier from faint noise, style weight 0.25, no TV
     if (cases.includes('style')) await time(`style-transfer (${which}, ${size} px)`, {
       ...common, lr: 0.05, param: { kind: 'fourier', decorrelate: true, sd: 0.05, decayPower: 1 },
-      terms: [featureMatch(net.defaultContentLayer, content), ...styleLayers.map((l, i) => gramMatch(l, grams[i], 0.5))],
+      terms: [featureMatch(net.defaultContentLayer, content), ...styleLayers.map((l, i) => gramMatch(l, grams[i], 0.25))],
     });
     tf.dispose([x, content, ...grams]);
   }

@@ -7,13 +7,16 @@ import '@tensorflow/tfjs-backend-cpu';
 import { loadLayersModel, model as functionalModel } from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  MOBILENET_STYLE_LAYERS, PERCEPTUAL_CACHE, cutBackbone, dequantize, findNsfwjs, loadMobileNetV2Backbone, parseExportedLiteral, perceptualParam,
+  MOBILENET_STYLE_LAYERS, PERCEPTUAL_CACHE, PIXELS_LAYER, buildRandomNet, cutBackbone, dequantize, findNsfwjs, loadMobileNetV2Backbone, parseExportedLiteral, perceptualParam,
   prepareMobileNetV2Backbone,
 } from '../pipelines/engines/perceptual';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });
+
+/** the default style layers that are MobileNetV2 layers (all but the pixels). */
+const NET_LAYERS = MOBILENET_STYLE_LAYERS.filter((l) => l !== PIXELS_LAYER);
 
 // the full nsfwjs model, head included, exactly as nsfwjs hands it to tfjs (tfjs dequantises)
 function fullNsfwjsArtifacts(): tf.io.ModelArtifacts {
@@ -96,13 +99,13 @@ describe('MobileNetV2 backbone', () => {
     const before = tf.memory().numTensors;
     const net = await loadMobileNetV2Backbone();
     const full = await loadLayersModel(tf.io.fromMemory(fullNsfwjsArtifacts()));
-    const probe = functionalModel({ inputs: full.inputs, outputs: MOBILENET_STYLE_LAYERS.map((l) => full.getLayer(l).output as never) });
+    const probe = functionalModel({ inputs: full.inputs, outputs: NET_LAYERS.map((l) => full.getLayer(l).output as never) });
     tf.tidy(() => {
       // nsfwjs' input: pixels / 255 at 224 px; a smooth seeded image
       const x = tf.randomUniform([1, 224, 224, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
-      const ours = net.forward(x, MOBILENET_STYLE_LAYERS);
+      const ours = net.forward(x, NET_LAYERS);
       const theirs = probe.predict(x) as tf.Tensor[];
-      MOBILENET_STYLE_LAYERS.forEach((l, i) => {
+      NET_LAYERS.forEach((l, i) => {
         expect(ours[l].shape).toEqual(theirs[i].shape);
         const err = tf.max(tf.abs(tf.sub(ours[l], theirs[i]))).dataSync()[0];
         const scale = tf.max(tf.abs(theirs[i])).dataSync()[0];
@@ -124,8 +127,30 @@ describe('MobileNetV2 backbone', () => {
 
   it('works at any size (fully convolutional): 64 px gives 1/2 … 1/16 maps', async () => {
     const net = await loadMobileNetV2Backbone();
-    const shapes = tf.tidy(() => Object.values(net.forward(tf.zeros([1, 64, 64, 3]), MOBILENET_STYLE_LAYERS)).map((t) => t.shape.slice(1, 3)));
+    const shapes = tf.tidy(() => Object.values(net.forward(tf.zeros([1, 64, 64, 3]), NET_LAYERS)).map((t) => t.shape.slice(1, 3)));
     expect(shapes).toEqual([[32, 32], [32, 32], [16, 16], [8, 8], [4, 4]]);
     net.dispose();
+  });
+});
+
+describe('the pixels layer', () => {
+  it('is the image minus mid-grey on every net, next to its other layers; the MobileNetV2 style layers start with it', async () => {
+    expect(MOBILENET_STYLE_LAYERS[0]).toBe(PIXELS_LAYER);
+    const before = tf.memory().numTensors;
+    const nets = [buildRandomNet({ filters: 4, kernel: 3, levels: 2 }), await loadMobileNetV2Backbone()];
+    for (const net of nets) {
+      expect(net.layers[0]).toBe(PIXELS_LAYER);
+      const deeper = net.layers[1];
+      const [px, other, alone] = tf.tidy(() => {
+        const x = tf.tensor4d([0, 0.25, 0.5, 1, 0.75, 0.125, 0.5, 0.5, 0.5, 1, 0, 0.2], [1, 2, 2, 3]);
+        const both = net.forward(tf.image.resizeNearestNeighbor(x, [32, 32]), [PIXELS_LAYER, deeper]);
+        return [tf.slice(both[PIXELS_LAYER], [0, 0, 0, 0], [1, 1, 1, 3]), both[deeper], net.forward(tf.image.resizeNearestNeighbor(x, [32, 32]), [deeper])[deeper]];
+      });
+      expect(Array.from(px.dataSync())).toEqual([-0.5, -0.25, 0]);
+      expect(Array.from(other.dataSync())).toEqual(Array.from(alone.dataSync()));
+      tf.dispose([px, other, alone]);
+      net.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -50,6 +50,23 @@ export interface PerceptualNet {
   dispose(): void;
 }
 
+/**
+ * Every perceptual net also answers to `pixels`: the image itself minus mid-grey, a zeroth
+ * "layer" of 3 channels whose Gram matrix is the colour palette's second moments. The trained
+ * MobileNetV2's first layer hardly sees colour (The Scream and a photo of a cat differ by 2.6 %
+ * in its Gram matrix, 33–67 % in deeper layers), so its style layers start with `pixels`.
+ */
+export const PIXELS_LAYER = 'pixels';
+
+function withPixels(forward: Forward): Forward {
+  return (x, wanted) => {
+    const rest = wanted.filter((n) => n !== PIXELS_LAYER);
+    const out = rest.length ? forward(x, rest) : {};
+    if (rest.length < wanted.length) out[PIXELS_LAYER] = tf.sub(x, 0.5);
+    return out;
+  };
+}
+
 export interface RandomNetOptions {
   seed?: number;
   /** filters per pyramid level. */
@@ -105,11 +122,11 @@ export function buildRandomNet(opts: RandomNetOptions = {}): PerceptualNet {
     id: `random-multiscale(seed ${seed}, ${levels} levels × ${filters} filters ${k}×${k})`,
     kind: 'random',
     attribution: `random weights from convlens' seeded generator (seed ${seed}), after Ustyuzhaninov et al. (ICLR 2017); nothing downloaded, nothing trained`,
-    layers,
-    defaultStyleLayers: layers,
+    layers: [PIXELS_LAYER, ...layers],
+    defaultStyleLayers: layers, // level0 sees the colours directly
     defaultContentLayer: layers[Math.min(2, levels - 1)],
     inputSize: null,
-    forward,
+    forward: withPixels(forward),
     dispose: () => tf.dispose(kernels),
   };
 }
@@ -131,7 +148,7 @@ export async function loadPerceptualModel(spec: PerceptualModelSpec): Promise<Pe
     model.dispose();
     throw new Error(`perceptual model ${spec.path}: needs an RGB input (3 channels), has ${model.inputShape[2]}`);
   }
-  for (const l of [...spec.styleLayers, spec.contentLayer]) ex.node(l); // unknown names fail early with suggestions
+  for (const l of [...spec.styleLayers, spec.contentLayer]) if (l !== PIXELS_LAYER) ex.node(l); // unknown names fail early with suggestions
   const order = new Map(ex.nodes.map((n, i) => [n.name, i]));
   const norm = spec.normalize;
   const toInput = (x: tf.Tensor4D): tf.Tensor4D => {
@@ -148,11 +165,11 @@ export async function loadPerceptualModel(spec: PerceptualModelSpec): Promise<Pe
     id: `${spec.path} (${model.id.slice(0, 12)})`,
     kind: 'model',
     attribution: `the report's own perceptual network ${path.basename(spec.path)} (sha256 ${model.id.slice(0, 12)}…); its licence is the report author's to state`,
-    layers: ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name),
+    layers: [PIXELS_LAYER, ...ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name)],
     defaultStyleLayers: spec.styleLayers,
     defaultContentLayer: spec.contentLayer,
     inputSize: [model.inputShape[0], model.inputShape[1]],
-    forward,
+    forward: withPixels(forward),
     dispose: () => model.dispose(),
   };
 }
@@ -164,11 +181,12 @@ export const NSFWJS_VERSION = '4.4.0';
 /** Last layer of the convolutional backbone (7×7×1280 at 224 px); everything after it is the classifier head. */
 export const MOBILENET_BACKBONE_END = 'out_relu';
 /**
- * Gatys-style defaults, shallow to deep, one ReLU6 per resolution: the expansion ReLUs at the
- * start of the blocks that work at 1/2, 1/2, 1/4, 1/8 and 1/16 of the input side (the layers a
- * MobileNetV2 U-Net taps as skip connections). Content: the 1/8 layer, like VGG's relu4_2.
+ * Gatys-style defaults, shallow to deep: the pixels' colours (see PIXELS_LAYER), then one ReLU6
+ * per resolution: the expansion ReLUs at the start of the blocks that work at 1/2, 1/2, 1/4, 1/8
+ * and 1/16 of the input side (the layers a MobileNetV2 U-Net taps as skip connections).
+ * Content: the 1/8 layer, like VGG's relu4_2.
  */
-export const MOBILENET_STYLE_LAYERS = ['Conv1_relu', 'block_1_expand_relu', 'block_3_expand_relu', 'block_6_expand_relu', 'block_13_expand_relu'];
+export const MOBILENET_STYLE_LAYERS = ['pixels', 'Conv1_relu', 'block_1_expand_relu', 'block_3_expand_relu', 'block_6_expand_relu', 'block_13_expand_relu'];
 export const MOBILENET_CONTENT_LAYER = 'block_6_expand_relu';
 
 export const MOBILENET_ATTRIBUTION =
@@ -360,11 +378,11 @@ export async function loadMobileNetV2Backbone(opts: { cacheDir?: string; nsfwjsD
     id: `mobilenet-v2 backbone (nsfwjs ${path.basename(dir).split('-')[1]}, MIT; ${model.id.slice(0, 12)})`,
     kind: 'mobilenet-v2',
     attribution: MOBILENET_ATTRIBUTION,
-    layers: ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name),
+    layers: [PIXELS_LAYER, ...ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name)],
     defaultStyleLayers: MOBILENET_STYLE_LAYERS,
     defaultContentLayer: MOBILENET_CONTENT_LAYER,
     inputSize: null,
-    forward,
+    forward: withPixels(forward),
     dispose: () => model.dispose(),
   };
 }

@@ -56,7 +56,7 @@ const params = z.object({
   param: z.enum(['fourier', 'pixel']).default('fourier')
     .describe('fourier: Fourier coefficients with decorrelated colour, from faint noise (Lucid); pixel: pixels, from the content image (Gatys et al.)'),
   contentWeight: z.number().min(0).default(1).describe('weight of the content term ‖a(y) − a(c)‖² / ‖a(c)‖²'),
-  styleWeight: z.number().min(0).default(0.5).describe('weight of each style layer\'s relative Gram error'),
+  styleWeight: z.number().min(0).default(0.25).describe('weight of each style layer\'s relative Gram error'),
   tvWeight: z.number().min(0).default(0).describe('total-variation weight (the random net with param: pixel needs about 2 against colour noise)'),
   contentLayer: z.string().optional().describe('default: the network\'s content layer (MobileNetV2 block_6_expand_relu, 1/8 scale; random net level2)'),
   styleLayers: z.array(z.string()).optional().describe('default: the network\'s style layers (MobileNetV2: five expansion ReLU6 layers, 1/2 to 1/16 scale; random net: every level)'),
@@ -68,7 +68,7 @@ export default defineTechnique({
   title: 'Neural style transfer',
   summary: 'The content of one image painted with the feature statistics of another: content matched at a deep layer, style (Gram matrices) at several.',
   family: 'optimization',
-  version: 2,
+  version: 3,
   params,
   quick: { steps: 3, size: 80, pairs: [{ content: 'images/chelsea.png', style: 'images/scream.png' }] },
   async run(ctx): Promise<StyleData> {

@@ -64,7 +64,7 @@ export default defineTechnique({
   title: 'Texture synthesis',
   summary: 'New images with the same feature statistics (Gram matrices) as a source texture, synthesised from noise through a perceptual network.',
   family: 'optimization',
-  version: 2,
+  version: 3,
   params,
   // one network in the preview: the MobileNetV2 backbone's gradient costs seconds per step on the cpu backend (test/perceptual.test.ts covers it)
   quick: { steps: 3, size: 80, textures: ['images/gravel.png'], compareWith: null },
