@@ -3,12 +3,19 @@
  * kernels, in ONE run, next to PyTorch on the same cores and the same weights (issue 7).
  *
  *   npm run bench gradients
- *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels]
+ *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels] [--ab]
+ * --ab: also times the input gradient before/after the filter cache + step-form ReLU gradient in
+ * alternation (before, after, before, … 2·reps batches each), which a shared, loaded box favours
+ * over back-to-back rows.
  *
  * Per network (default report model, MobileNetV1- and MobileNetV2-shaped at 224 px):
  *   wasm/tfjs      tfjs-backend-wasm's own kernels (ours unregistered): slow Conv2DBackpropInput,
  *                  wrong MaxPoolGrad, missing depthwise backprops (the gradient then fails)
  *   wasm/convlens  our kernels (pipelines/kernels)
+ *   wasm/convlens, no filter cache   the same with useFilterCache(false): transposed/flipped/phase
+ *                  filters rebuilt at every backprop call (before pipelines/kernels/filter-cache.ts)
+ *   wasm/convlens, JS ReLU grad   the same with useReluStepGrad(false): the Relu/Relu6 gradient
+ *                  as one JS pass over the wasm heap instead of native step/sub/mul passes
  *   wasm/convlens, BN unfolded   the same with GraphExecutor.foldBatchNorm = false (every
  *                  BatchNorm its own op; only for nets with foldable conv → BN pairs): before/after
  *                  of folding BN into the conv, in the same run. Every other row folds (the default).
@@ -17,7 +24,8 @@
  * The input gradient is the saliency one: ∂ logit_target / ∂ input for every image of the batch
  * (pipelines/engines/attribution inputGradient, plain ReLU rule). Times are medians of `reps`
  * runs after one warm-up. Then a per-kernel table (tfjs vs ours on the shapes of these nets),
- * and with --profile the kernels that dominate the MobileNetV2 gradient.
+ * and with --profile the kernels that dominate each requested network's gradient (self time:
+ * a composed kernel's nested kernels are counted under their own names only).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -28,7 +36,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../pipelines/backend';
 import { inputGradient, scoreNode } from '../pipelines/engines/attribution';
-import { useWasmKernels } from '../pipelines/kernels/index';
+import { useFilterCache, useReluStepGrad, useWasmKernels } from '../pipelines/kernels/index';
 import { defaultModel, mobileNetV1Shaped, mobileNetV2Shaped, type BenchModel } from './models';
 
 const { values: args } = parseArgs({
@@ -39,6 +47,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     'no-torch': { type: 'boolean', default: false },
     'no-kernels': { type: 'boolean', default: false },
+    ab: { type: 'boolean', default: false },
   },
 });
 const reps = Math.max(1, Number(args.reps));
@@ -140,6 +149,20 @@ for (const key of wanted) {
   useWasmKernels('tfjs');
   await measure('wasm/tfjs', reps);
   useWasmKernels('convlens');
+  // before both changes below (filter cache and step-form ReLU gradient), same run
+  useFilterCache(false);
+  useReluStepGrad(false);
+  await measure('wasm/convlens, before cache + step ReLU grad', reps);
+  useReluStepGrad(true);
+  useFilterCache(true);
+  // before/after of the per-filter cache of transposed/phase filters (filter-cache.ts), same run
+  useFilterCache(false);
+  await measure('wasm/convlens, no filter cache', reps);
+  useFilterCache(true);
+  // before/after of the ReLU/ReLU6 gradient as native step passes instead of one JS pass
+  useReluStepGrad(false);
+  await measure('wasm/convlens, JS ReLU grad', reps);
+  useReluStepGrad(true);
   let ours: { logits: Float32Array; grad: Float32Array } | undefined;
   if (ex.batchNormFolds.length) {
     let unfolded: { logits: Float32Array; grad: Float32Array } | undefined;
@@ -152,6 +175,27 @@ for (const key of wanted) {
     }
   } else {
     await measure('wasm/convlens', reps, (logits, grad) => (ours = { logits, grad }));
+  }
+  if (args.ab) {
+    const x = tf.tensor4d(xv, [batch, ...inShape] as [number, number, number, number]);
+    const ts: Record<'before' | 'after', number[]> = { before: [], after: [] };
+    for (let i = 0; i <= 2 * reps; i++) {
+      for (const v of ['before', 'after'] as const) {
+        useFilterCache(v === 'after');
+        useReluStepGrad(v === 'after');
+        const t0 = performance.now();
+        const d = tf.tidy(() => inputGradient(ex, x, targets));
+        await d.data();
+        d.dispose();
+        if (i > 0) ts[v].push(performance.now() - t0); // round 0 warms both
+      }
+    }
+    useFilterCache(true);
+    useReluStepGrad(true);
+    x.dispose();
+    const med = (a: number[]) => a.sort((p, q) => p - q)[Math.floor(a.length / 2)]!;
+    const [b, a] = [med(ts.before), med(ts.after)];
+    console.log(`A/B alternating (${ts.before.length} each): input gradient before ${(batch / (b / 1000)).toFixed(2)} img/s, after ${(batch / (a / 1000)).toFixed(2)} img/s (${(b / a).toFixed(2)}×); load ${load()}`);
   }
   if (args.cpu) {
     await initBackend('cpu');
@@ -194,32 +238,69 @@ for (const key of wanted) {
   model.dispose();
 }
 
-/** Kernel time of one input gradient, summed per kernel name (wasm is synchronous, so wall time per kernel). */
+/**
+ * Kernel self time of one input gradient (median of 3), summed per kernel name: every wasm kernel's
+ * kernelFunc is wrapped with a wall-clock timer (wasm is synchronous) and the time of kernels run
+ * inside a composed kernel is subtracted from it. tf.profile was not used: its per-output data
+ * reads inflated the memory-bound kernels several-fold (731 ms of "kernel time" for a 180 ms gradient).
+ */
 async function profile(label: string, ex: BenchModel['model']['executor'], xv: Float32Array, shape: number[], targets: number[]): Promise<void> {
   const x = tf.tensor4d(xv, shape as [number, number, number, number]);
-  let info: Awaited<ReturnType<typeof tf.profile>>;
+  const configs = tf.getKernelsForBackend('wasm');
+  const own = configs.map((k) => k.kernelFunc);
+  const runs: Array<Map<string, { ms: number; n: number }>> = [];
+  let by = new Map<string, { ms: number; n: number }>();
+  const stack: number[] = []; // time spent in nested kernels, per open level
+  configs.forEach((k, i) => {
+    const f = own[i]!;
+    k.kernelFunc = ((args: Parameters<tf.KernelFunc>[0]) => {
+      stack.push(0);
+      const t0 = performance.now();
+      try {
+        return f(args);
+      } finally {
+        const dt = performance.now() - t0;
+        const nested = stack.pop()!;
+        if (stack.length) stack[stack.length - 1]! += dt;
+        const e = by.get(k.kernelName) ?? { ms: 0, n: 0 };
+        e.ms += dt - nested;
+        e.n++;
+        by.set(k.kernelName, e);
+      }
+    }) as tf.KernelFunc;
+  });
+  let wall = Number.POSITIVE_INFINITY;
   try {
-    info = await tf.profile(() => tf.tidy(() => inputGradient(ex, x, targets)));
+    for (let r = 0; r < 4; r++) {
+      by = new Map();
+      const t0 = performance.now();
+      const d = tf.tidy(() => inputGradient(ex, x, targets));
+      await d.data();
+      const dt = performance.now() - t0;
+      d.dispose();
+      if (r > 0) { // the first is a warm-up
+        runs.push(by);
+        wall = Math.min(wall, dt);
+      }
+    }
   } catch (e) {
     console.log(`\nprofile ${label}: fails: ${(e as Error).message.split('\n')[0]}`);
-    x.dispose();
     return;
+  } finally {
+    configs.forEach((k, i) => (k.kernelFunc = own[i]!));
+    x.dispose();
   }
-  const by = new Map<string, { ms: number; n: number }>();
-  for (const k of info.kernels) {
-    const ms = Number(await (k.kernelTimeMs as number | Promise<number | { error: string }>)) || 0;
-    const e = by.get(k.name) ?? { ms: 0, n: 0 };
-    e.ms += ms;
-    e.n++;
-    by.set(k.name, e);
+  const names = new Set(runs.flatMap((m) => [...m.keys()]));
+  const med = new Map<string, { ms: number; n: number }>();
+  for (const name of names) {
+    const v = runs.map((m) => m.get(name) ?? { ms: 0, n: 0 }).sort((a, b) => a.ms - b.ms);
+    med.set(name, v[Math.floor(v.length / 2)]!);
   }
-  const total = [...by.values()].reduce((a, b) => a + b.ms, 0);
-  console.log(`\nprofile ${label}: one input gradient of batch ${shape[0]}, ${total.toFixed(0)} ms of kernel time`);
-  for (const [name, e] of [...by.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
+  const total = [...med.values()].reduce((a, b) => a + b.ms, 0);
+  console.log(`\nprofile ${label}: one input gradient of batch ${shape[0]}, ${total.toFixed(0)} ms of kernel self time (median of 3; best wall ${wall.toFixed(0)} ms)`);
+  for (const [name, e] of [...med.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 14)) {
     console.log(`  ${name.padEnd(36)} ${e.ms.toFixed(1).padStart(8)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)} %  (${e.n} calls)`);
   }
-  tf.dispose(info.result as tf.Tensor);
-  x.dispose();
 }
 
 // ---------- per-kernel table: tfjs-backend-wasm's kernel vs ours, same shapes, same run ----------
@@ -255,7 +336,8 @@ function kernelCases(): KernelCase[] {
   });
   return [
     convIn(16, 28, 16, 32, 3, 1), convIn(16, 14, 32, 64, 3, 1), convIn(2, 224, 3, 32, 3, 2), convIn(2, 56, 128, 128, 1, 1),
-    convIn(2, 28, 192, 32, 1, 1), dwIn(2, 112, 32, 1), dwIn(2, 112, 96, 2), dwIn(2, 28, 192, 1),
+    convIn(2, 28, 192, 32, 1, 1), convIn(2, 14, 512, 512, 1, 1), convIn(2, 7, 1024, 1024, 1, 1),
+    dwIn(2, 112, 32, 1), dwIn(2, 112, 64, 2), dwIn(2, 112, 96, 2), dwIn(2, 28, 192, 1),
     convF(16, 28, 16, 32), pool(16, 28, 16),
   ];
 }
@@ -272,8 +354,9 @@ async function kernelTable(): Promise<string[]> {
     };
     const res: Record<string, string> = {};
     const ms: Record<string, number> = {};
-    for (const set of ['tfjs', 'convlens'] as const) {
-      useWasmKernels(set);
+    for (const set of ['tfjs', 'uncached', 'convlens'] as const) {
+      useWasmKernels(set === 'tfjs' ? 'tfjs' : 'convlens');
+      useFilterCache(set !== 'uncached');
       if (!tf.getKernel(c.kernel, 'wasm')) {
         res[set] = 'missing';
         continue;
@@ -285,7 +368,7 @@ async function kernelTable(): Promise<string[]> {
     useWasmKernels('convlens');
     tf.dispose(Object.values(inputs));
     const speed = ms.tfjs && ms.convlens ? `${(ms.tfjs / ms.convlens).toFixed(1)}×` : '—';
-    out.push(`| ${c.kernel} | ${c.what} | ${res.tfjs} | ${res.convlens} | ${speed} |`);
+    out.push(`| ${c.kernel} | ${c.what} | ${res.tfjs} | ${res.uncached} | ${res.convlens} | ${speed} |`);
   }
   return out;
 }
@@ -310,7 +393,8 @@ for (const key of wanted) {
 }
 if (kRows.length) {
   console.log('\n### per kernel, wasm: tfjs-backend-wasm 4.22 vs pipelines/kernels (median ms)');
-  console.log('| kernel | shape | tfjs | convlens | speed-up |');
-  console.log('|---|---|---|---|---|');
+  console.log('(convlens, no filter cache: the transposed/phase filters rebuilt at every call, as before filter-cache.ts)');
+  console.log('| kernel | shape | tfjs | convlens, no filter cache | convlens | speed-up tfjs → convlens |');
+  console.log('|---|---|---|---|---|---|');
   for (const r of kRows) console.log(r);
 }

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../pipelines/backend';
-import { conv2dInputGrad, depthwiseInputGrad, registerWasmKernels, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
+import { conv2dInputGrad, depthwiseInputGrad, derivedFilterCount, registerWasmKernels, useFilterCache, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
 import { Rng } from '../pipelines/rng';
 
 type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
@@ -498,6 +498,17 @@ describe('one-pass Relu/Relu6 gradients and zero-copy Identity on wasm', () => {
       const g = (f: (t: tf.Tensor) => tf.Tensor) => tf.tidy(() => Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.tensor(dy))))(tf.tensor(x)).dataSync()));
       expect(g(tf.relu), `${backend} relu`).toEqual([0, 0, 3, 4, 5, 6, 0, 8]);
       expect(g(tf.relu6), `${backend} relu6`).toEqual([0, 0, 3, 4, 5, 0, 0, 0]);
+      // float32 neighbours of 0 and 6, and values where x − 6 is not exact
+      const edges = [Math.fround(6 - 4.76837158203125e-7), 6, Math.fround(6 + 4.76837158203125e-7), 1e-45, -1e-45, 3, Math.fround(2.9999998), 12, Math.fround(12.000001), 1e30, -1e30];
+      const ge = (f: (t: tf.Tensor) => tf.Tensor) => tf.tidy(() => Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.onesLike(t))))(tf.tensor(edges)).dataSync()));
+      expect(ge(tf.relu6), `${backend} relu6 edges`).toEqual(edges.map((v) => (v > 0 && v <= 6 ? 1 : 0)));
+      expect(ge(tf.relu), `${backend} relu edges`).toEqual(edges.map((v) => (v > 0 ? 1 : 0)));
+      // random values around the edges against the definition
+      const xr = Array.from({ length: 4096 }, (_, i) => Math.fround((i % 3 === 0 ? 6 : 0) + rng.normal() * (i % 2 ? 1e-3 : 4)));
+      const dr = Array.from({ length: 4096 }, () => Math.fround(rng.normal()));
+      const gr = (f: (t: tf.Tensor) => tf.Tensor) => tf.tidy(() => Array.from(tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), tf.tensor(dr))))(tf.tensor(xr)).dataSync()).map((v) => v + 0)); // dy·0 may be −0 on wasm: equal as numbers
+      expect(gr(tf.relu6), `${backend} relu6 random`).toEqual(xr.map((v, i) => (v > 0 && v <= 6 ? dr[i]! : 0)));
+      expect(gr(tf.relu), `${backend} relu random`).toEqual(xr.map((v, i) => (v > 0 ? dr[i]! : 0)));
       expect(tf.memory().numTensors).toBe(before);
     }
   });
@@ -539,5 +550,94 @@ describe('strided input gradients by stride phases', () => {
       expect(relErr(await on('cpu', ours), want), `cpu s${s} k${k} h${h} ${pad}`).toBeLessThan(1e-5);
       expect(relErr(await on('wasm', ours), want), `wasm s${s} k${k} h${h} ${pad}`).toBeLessThan(1e-5);
     }
+  });
+});
+
+describe('per-filter cache of derived filters (filter-cache.ts)', () => {
+  it('reuses transposed/phase filters for the same filter data, recomputes for new data, frees them with the filter, leaks no tensors', async () => {
+    await initBackend('wasm');
+    const be = tf.backend();
+    const tensorsBefore = tf.memory().numTensors;
+    const idsBefore = be.numDataIds();
+    // conv2d: 1×1 s1 (transposed), 3×3 s1 (flipped + transposed), 3×3 s2 (phases, k3 s3 valid); depthwise: s1 (flipped), s2 (phases)
+    const convCases: Array<{ xs: S4; k: number; s: number; pad: Pad; depthwise: boolean }> = [
+      { xs: [2, 7, 6, 5], k: 1, s: 1, pad: 'same', depthwise: false },
+      { xs: [2, 7, 8, 3], k: 3, s: 1, pad: 'same', depthwise: false },
+      { xs: [3, 9, 8, 4], k: 3, s: 2, pad: 'same', depthwise: false },
+      { xs: [2, 10, 9, 3], k: 3, s: 3, pad: 'valid', depthwise: false },
+      { xs: [2, 8, 7, 6], k: 3, s: 1, pad: 'same', depthwise: true },
+      { xs: [2, 9, 10, 5], k: 3, s: 2, pad: 'same', depthwise: true },
+      { xs: [2, 9, 10, 5], k: 3, s: 2, pad: [[0, 0], [1, 0], [2, 1], [0, 0]], depthwise: true },
+    ];
+    for (const c of convCases) {
+      const co = c.depthwise ? 1 : randInt(2, 6);
+      const fs: S4 = [c.k, c.k, c.xs[3], co];
+      const info = tf.backend_util.computeConv2DInfo(c.xs, fs, c.s, 1, c.pad, undefined, c.depthwise);
+      const ys: S4 = [c.xs[0], info.outHeight, info.outWidth, info.outChannels];
+      const name = c.depthwise ? 'DepthwiseConv2dNativeBackpropInput' : 'Conv2DBackpropInput';
+      const attrs = (c.depthwise ? { inputShape: c.xs, strides: c.s, pad: c.pad, dilations: 1 } : { inputShape: c.xs, strides: c.s, pad: c.pad, dataFormat: 'NHWC' }) as unknown as tf.NamedAttrMap;
+      const label = `${name} ${JSON.stringify(c.xs)} k${c.k} s${c.s} ${padName(c.pad)}`;
+      for (let round = 0; round < 2; round++) {
+        // a new filter (new data) each round: the second round must not see the first one's cache
+        const fv = randArray(fs.reduce((a, b) => a * b));
+        const dyv = randArray(ys.reduce((a, b) => a * b));
+        const ref = await on('cpu', kernel(name, { dy: [dyv, ys], filter: [fv, fs] }, attrs));
+        await initBackend('wasm');
+        const filter = tf.tensor4d(fv, fs);
+        const dy = tf.tensor4d(dyv, ys);
+        const run = () => {
+          const g = tf.engine().runKernel(name, { dy, filter }, attrs) as tf.Tensor;
+          const v = g.dataSync() as Float32Array;
+          g.dispose();
+          return v;
+        };
+        const first = run();
+        expect(derivedFilterCount(filter), `${label}: cached after the first call`).toBeGreaterThan(0);
+        const second = run(); // from the cache
+        const viaClone = tf.tidy(() => {
+          // a clone shares the data (Identity on wasm), as the gradient tape's saved filter does
+          const g = tf.engine().runKernel(name, { dy, filter: tf.clone(filter) }, attrs) as tf.Tensor;
+          return g.dataSync() as Float32Array;
+        });
+        expect(relErr(first, ref), `${label} round ${round} first`).toBeLessThan(1e-5);
+        expect(relErr(second, ref), `${label} round ${round} cached`).toBeLessThan(1e-5);
+        expect(relErr(viaClone, ref), `${label} round ${round} clone`).toBeLessThan(1e-5);
+        useFilterCache(false);
+        expect(relErr(run(), ref), `${label} round ${round} cache off`).toBeLessThan(1e-5);
+        useFilterCache(true);
+        filter.dispose();
+        dy.dispose();
+        expect(derivedFilterCount(filter), `${label}: freed with the filter`).toBe(0);
+      }
+    }
+    await initBackend('wasm');
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+    expect(be.numDataIds(), 'backend buffers (cached filters freed with their filters)').toBe(idsBefore);
+  });
+
+  it('a gradient through a kept filter caches once and the tensor count stays flat over repeated gradients', async () => {
+    await initBackend('wasm');
+    const w1 = tf.randomNormal([1, 1, 6, 8]) as tf.Tensor4D;
+    const dw = tf.randomNormal([3, 3, 8, 1]) as tf.Tensor4D;
+    const w3 = tf.randomNormal([3, 3, 8, 4]) as tf.Tensor4D;
+    const x = tf.randomNormal([2, 11, 10, 6]) as tf.Tensor4D;
+    const f = (a: tf.Tensor) => tf.sum(tf.relu6(tf.conv2d(tf.depthwiseConv2d(tf.relu6(tf.conv2d(a as tf.Tensor4D, w1, 1, 'same')), dw, 2, 'same'), w3, 1, 'same')));
+    const ref = await on('cpu', () => tf.grad(f)(x));
+    await initBackend('wasm');
+    tf.grad(f)(x).dispose(); // warm: fills the cache
+    const ids = tf.backend().numDataIds();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const g = tf.grad(f)(x);
+      expect(relErr(g.dataSync(), ref)).toBeLessThan(1e-5);
+      g.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(tf.backend().numDataIds()).toBe(ids);
+    // 1×1: its transpose; stride-2 depthwise: 4 phase filters; 3×3: flipped + transposed
+    const derived = derivedFilterCount(w1) + derivedFilterCount(dw) + derivedFilterCount(w3);
+    expect(derived).toBe(6);
+    tf.dispose([w1, dw, w3, x]);
+    expect(tf.backend().numDataIds(), 'the four tensors and their derived filters freed').toBe(ids - 4 - derived);
   });
 });

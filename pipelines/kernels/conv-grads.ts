@@ -7,6 +7,7 @@
  * Notation: x [N,H,W,Ci], filter [kh,kw,Ci,Co] (depthwise: [kh,kw,Ci,cm]), dy [N,oh,ow,Co].
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { derivedFilter } from './filter-cache';
 
 export type PadSpec = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 type Pair = [number, number];
@@ -223,7 +224,14 @@ function phases(info: tf.backend_util.Conv2DInfo): [AxisPhases, AxisPhases] | un
  * dilated path's (sh·sw−1)/(sh·sw) multiplications by inserted zeros. Reads the filter's values.
  */
 function conv2dInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
-  const [kh, kw, ci, co] = filter.shape;
+  const f = derivedFilter(filter, `conv phases ${JSON.stringify([ah.s, ah.L, ah.tap, aw.s, aw.L, aw.tap])}`, () => phaseFilter(filter, ah, aw)) as tf.Tensor4D;
+  const y = tf.conv2d(dy, f, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]);
+  return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, false);
+}
+
+/** The sh·sw phase filters of a conv2d filter stacked as output channels: [Lh, Lw, Co, phases·Ci]. */
+function phaseFilter(filter: tf.Tensor4D, ah: AxisPhases, aw: AxisPhases): tf.Tensor4D {
+  const [, kw, ci, co] = filter.shape;
   const w = filter.dataSync() as Float32Array;
   const ph = ah.s * aw.s;
   const big = new Float32Array(ah.L * aw.L * co * ph * ci); // [Lh, Lw, Co, phases·Ci]
@@ -243,10 +251,7 @@ function conv2dInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.ba
       }
     }
   }
-  void kh;
-  const f = tf.tensor4d(big, [ah.L, aw.L, co, ph * ci]);
-  const y = tf.conv2d(dy, f, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]);
-  return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, false);
+  return tf.tensor4d(big, [ah.L, aw.L, co, ph * ci]);
 }
 
 /** Name of the optional kernel interleaving separate phase tensors x0…x{sh·sw−1} (wasm, index.ts). */
@@ -255,6 +260,30 @@ export const PHASE_INTERLEAVE_LIST = 'ConvlensPhaseInterleaveList';
 /** out[b, qh·sh+rh, qw·sw+rw, c] = phase_{rh·sw+rw}[b, qh, qw, c], cropped to H×W. */
 export function phaseInterleaveListInto(out: Float32Array, xs: Float32Array[], inShape: number[], sh: number, sw: number, h: number, w: number): void {
   const [n, qh, qw, c] = inShape as [number, number, number, number];
+  if (xs.every((x) => x.buffer === out.buffer)) {
+    // All on one heap (wasm): copyWithin moves each pixel's channels without a subarray per pixel.
+    const heap = new Float32Array(out.buffer);
+    const o0 = out.byteOffset >> 2;
+    const x0 = xs.map((x) => x.byteOffset >> 2);
+    for (let b = 0; b < n; b++) {
+      for (let i = 0; i < qh; i++) {
+        for (let rh = 0; rh < sh; rh++) {
+          const y = i * sh + rh;
+          if (y >= h) break;
+          for (let rw = 0; rw < sw; rw++) {
+            const xb = x0[rh * sw + rw]! + ((b * qh + i) * qw) * c;
+            const ob = o0 + ((b * h + y) * w + rw) * c;
+            const jn = Math.min(qw, Math.floor((w - 1 - rw) / sw) + 1);
+            for (let j = 0; j < jn; j++) {
+              const src = xb + j * c;
+              heap.copyWithin(ob + j * sw * c, src, src + c);
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
   for (let b = 0; b < n; b++) {
     for (let i = 0; i < qh; i++) {
       for (let rh = 0; rh < sh; rh++) {
@@ -281,9 +310,10 @@ export function phaseInterleaveListInto(out: Float32Array, xs: Float32Array[], i
  */
 function depthwiseInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
   const [, kw, c] = filter.shape;
-  const w = filter.dataSync() as Float32Array;
   const outs: tf.Tensor4D[] = [];
-  for (let rh = 0; rh < ah.s; rh++) for (let rw = 0; rw < aw.s; rw++) {
+  const tapKey = JSON.stringify([ah.s, ah.L, ah.tap, aw.s, aw.L, aw.tap]);
+  for (let rh = 0; rh < ah.s; rh++) for (let rw = 0; rw < aw.s; rw++) outs.push(tf.depthwiseConv2d(dy, derivedFilter(filter, `depthwise phase ${rh},${rw} ${tapKey}`, () => {
+    const w = filter.dataSync() as Float32Array;
     const f = new Float32Array(ah.L * aw.L * c); // [Lh, Lw, C, 1]
     for (let jh = 0; jh < ah.L; jh++) {
       const a = ah.tap[rh]![jh]!;
@@ -294,8 +324,8 @@ function depthwiseInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf
         for (let d = 0; d < c; d++) f[(jh * aw.L + jw) * c + d] = w[(a * kw + b) * c + d]!;
       }
     }
-    outs.push(tf.depthwiseConv2d(dy, tf.tensor4d(f, [ah.L, aw.L, c, 1]), 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]));
-  }
+    return tf.tensor4d(f, [ah.L, aw.L, c, 1]);
+  }) as tf.Tensor4D, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]));
   if (tf.getKernel(PHASE_INTERLEAVE_LIST, tf.getBackend())) {
     const inputs: tf.NamedTensorMap = {};
     outs.forEach((t, i) => (inputs[`x${i}`] = t));
@@ -315,7 +345,8 @@ export function conv2dInputGrad(
     const ph = phases(info);
     if (ph) return conv2dInputGradPhases(dy, filter, info, ph);
     const { up, pad: p } = paddedUpstream(dy, info);
-    const wf = tf.transpose(flip(filter), [0, 1, 3, 2]); // [kh,kw,Co,Ci]
+    // [kh,kw,Co,Ci], once per filter on wasm (filter-cache.ts)
+    const wf = derivedFilter(filter, 'flipped transposed', () => tf.transpose(flip(filter), [0, 1, 3, 2]));
     return tf.conv2d(up, wf as tf.Tensor4D, 1, p, 'NHWC', [info.dilationHeight, info.dilationWidth]);
   });
 }
@@ -351,7 +382,7 @@ export function depthwiseInputGrad(
     const { up, pad: p } = paddedUpstream(dy, info);
     // Each of the Ci·cm dy channels is convolved with its own flipped tap; the cm results per
     // input channel are then summed.
-    const wf = tf.reshape(flip(filter), [kh, kw, ci * cm, 1]) as tf.Tensor4D;
+    const wf = derivedFilter(filter, 'depthwise flipped', () => tf.reshape(flip(filter), [kh, kw, ci * cm, 1])) as tf.Tensor4D;
     const y = tf.depthwiseConv2d(up, wf, 1, p, 'NHWC', [info.dilationHeight, info.dilationWidth]);
     if (cm === 1) return y;
     const [n, h, w] = y.shape;

@@ -13,6 +13,9 @@
  *   MaxPoolWithArgmax                    index 0 for windows whose max is ≤ 0 → the same JS walk
  *                                        (the explicit deconvnet's switches depend on it)
  *
+ * The derived filters of the input-gradient kernels (transposed, flipped, stride-phase) are made
+ * once per filter tensor and freed with it (filter-cache.ts): filters are constants in a gradient.
+ *
  * The conv kernels compose tf ops (which run on wasm while wasm is active). They run inside
  * tf.tidy, so every intermediate is freed; the result's data gets an extra backend reference
  * before its Tensor wrapper is disposed, so the engine can wrap the returned TensorInfo.
@@ -26,8 +29,9 @@ import { useGradients } from './extra-grads';
 
 export { conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
 export { wasmConv2dFilterGrad } from './im2col';
+export { derivedFilter, derivedFilterCount, useFilterCache } from './filter-cache';
 export {
-  useGradients, registerGradientFixes, resizeBilinearGradValues, resizeNearestGradValues, cropAndResizeGradImageValues,
+  useGradients, useReluStepGrad, registerGradientFixes, resizeBilinearGradValues, resizeNearestGradValues, cropAndResizeGradImageValues,
 } from './extra-grads';
 
 
