@@ -39,7 +39,7 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
 }
 
 export function formatSeconds(s: number): string {
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  return `${m} min ${Math.round(s - 60 * m)} s`;
+  if (s < 59.95) return `${s.toFixed(1)} s`; // 59.95 would print as "60.0 s"
+  const whole = Math.round(s); // round once, so 299.6 s is "5 min 0 s", not "4 min 60 s"
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
