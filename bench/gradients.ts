@@ -3,7 +3,7 @@
  * kernels, in ONE run, next to PyTorch on the same cores and the same weights (issue 7).
  *
  *   npm run bench gradients
- *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels] [--ab]
+ *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels] [--batch N] [--ab]
  * --ab: also times the input gradient before/after the filter cache + step-form ReLU gradient in
  * alternation (before, after, before, … 2·reps batches each), which a shared, loaded box favours
  * over back-to-back rows.
@@ -48,6 +48,7 @@ const { values: args } = parseArgs({
     'no-torch': { type: 'boolean', default: false },
     'no-kernels': { type: 'boolean', default: false },
     ab: { type: 'boolean', default: false },
+    batch: { type: 'string' },
   },
 });
 const reps = Math.max(1, Number(args.reps));
@@ -105,7 +106,8 @@ const wasmInfo = await initBackend('wasm');
 console.log(`wasm: ${wasmInfo.adapter}`);
 
 for (const key of wanted) {
-  const { batch, make } = builders[key]!;
+  const { make } = builders[key]!;
+  const batch = args.batch ? Math.max(1, Number(args.batch)) : builders[key]!.batch; // --batch N: a batch-size sweep
   await initBackend('wasm');
   const bench = await make();
   const { model } = bench;
