@@ -8,6 +8,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../pipelines/backend';
 import { conv2dInputGrad, depthwiseInputGrad, derivedFilterCount, registerWasmKernels, useFilterCache, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
+import { phaseInterleaveListInto } from '../pipelines/kernels/conv-grads';
 import { Rng } from '../pipelines/rng';
 
 type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
@@ -549,6 +550,29 @@ describe('strided input gradients by stride phases', () => {
       const want = await on('cpu', ref);
       expect(relErr(await on('cpu', ours), want), `cpu s${s} k${k} h${h} ${pad}`).toBeLessThan(1e-5);
       expect(relErr(await on('wasm', ours), want), `wasm s${s} k${k} h${h} ${pad}`).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('phaseInterleaveListInto', () => {
+  it('gives the same result from separate arrays and from views on one heap (the wasm path), cropped to H×W', () => {
+    for (const [sh, sw, h, w] of [[2, 2, 7, 8], [3, 2, 9, 5], [2, 3, 4, 9]] as const) {
+      const n = 2, c = 3, qh = Math.ceil(h / sh), qw = Math.ceil(w / sw), size = n * qh * qw * c;
+      const phases = Array.from({ length: sh * sw }, () => randArray(size));
+      const want = new Float32Array(n * h * w * c);
+      for (let b = 0; b < n; b++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let d = 0; d < c; d++) {
+        const src = phases[(y % sh) * sw + (x % sw)]!;
+        want[((b * h + y) * w + x) * c + d] = src[((b * qh + Math.floor(y / sh)) * qw + Math.floor(x / sw)) * c + d]!;
+      }
+      const separate = new Float32Array(want.length);
+      phaseInterleaveListInto(separate, phases, [n, qh, qw, c], sh, sw, h, w);
+      expect(Array.from(separate)).toEqual(Array.from(want));
+      // one buffer, phases first and the output after them at an offset, as wasm heap views are
+      const heap = new Float32Array(3 + phases.length * size + want.length);
+      const views = phases.map((ph, i) => { const v = heap.subarray(3 + i * size, 3 + (i + 1) * size); v.set(ph); return v; });
+      const out = heap.subarray(3 + phases.length * size);
+      phaseInterleaveListInto(out, views, [n, qh, qw, c], sh, sw, h, w);
+      expect(Array.from(out)).toEqual(Array.from(want));
     }
   });
 });

@@ -260,30 +260,9 @@ export const PHASE_INTERLEAVE_LIST = 'ConvlensPhaseInterleaveList';
 /** out[b, qh·sh+rh, qw·sw+rw, c] = phase_{rh·sw+rw}[b, qh, qw, c], cropped to H×W. */
 export function phaseInterleaveListInto(out: Float32Array, xs: Float32Array[], inShape: number[], sh: number, sw: number, h: number, w: number): void {
   const [n, qh, qw, c] = inShape as [number, number, number, number];
-  if (xs.every((x) => x.buffer === out.buffer)) {
-    // All on one heap (wasm): copyWithin moves each pixel's channels without a subarray per pixel.
-    const heap = new Float32Array(out.buffer);
-    const o0 = out.byteOffset >> 2;
-    const x0 = xs.map((x) => x.byteOffset >> 2);
-    for (let b = 0; b < n; b++) {
-      for (let i = 0; i < qh; i++) {
-        for (let rh = 0; rh < sh; rh++) {
-          const y = i * sh + rh;
-          if (y >= h) break;
-          for (let rw = 0; rw < sw; rw++) {
-            const xb = x0[rh * sw + rw]! + ((b * qh + i) * qw) * c;
-            const ob = o0 + ((b * h + y) * w + rw) * c;
-            const jn = Math.min(qw, Math.floor((w - 1 - rw) / sw) + 1);
-            for (let j = 0; j < jn; j++) {
-              const src = xb + j * c;
-              heap.copyWithin(ob + j * sw * c, src, src + c);
-            }
-          }
-        }
-      }
-    }
-    return;
-  }
+  // All on one heap (wasm): copyWithin moves each pixel's channels without a subarray per pixel.
+  const heap = xs.every((x) => x.buffer === out.buffer) ? new Float32Array(out.buffer) : undefined;
+  const o0 = heap ? out.byteOffset >> 2 : 0;
   for (let b = 0; b < n; b++) {
     for (let i = 0; i < qh; i++) {
       for (let rh = 0; rh < sh; rh++) {
@@ -291,11 +270,13 @@ export function phaseInterleaveListInto(out: Float32Array, xs: Float32Array[], i
         if (y >= h) break;
         for (let rw = 0; rw < sw; rw++) {
           const x = xs[rh * sw + rw]!;
-          for (let j = 0; j < qw; j++) {
-            const xx = j * sw + rw;
-            if (xx >= w) break;
-            const src = ((b * qh + i) * qw + j) * c;
-            out.set(x.subarray(src, src + c), ((b * h + y) * w + xx) * c);
+          const xb = (heap ? x.byteOffset >> 2 : 0) + ((b * qh + i) * qw) * c;
+          const ob = o0 + ((b * h + y) * w + rw) * c;
+          const jn = Math.min(qw, Math.floor((w - 1 - rw) / sw) + 1); // columns j·sw + rw < w
+          for (let j = 0; j < jn; j++) {
+            const src = xb + j * c;
+            if (heap) heap.copyWithin(ob + j * sw * c, src, src + c);
+            else out.set(x.subarray(src, src + c), ob + j * sw * c);
           }
         }
       }

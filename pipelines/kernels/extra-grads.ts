@@ -346,7 +346,8 @@ function reluGrad(kernelName: 'Relu' | 'Relu6', max: number): tf.GradConfig {
       const g = dy as tf.Tensor;
       return {
         x: () => {
-          if (reluSteps && x.dtype === 'float32' && g.dtype === 'float32' && tf.getBackend() === 'wasm') {
+          const f32 = x.dtype === 'float32' && g.dtype === 'float32';
+          if (reluSteps && f32 && tf.getBackend() === 'wasm') {
             // wasm: 2 (Relu) or 4 (Relu6) native passes beat one JS pass over the heap (JS loops on
             // heap views ran ~6 ns/element: 10 ms vs 2.2 ms for [2,112,112,64], issue 7).
             // step(x − 6) = [x > 6] exactly: x − 6 is exact for x in [3, 12] (Sterbenz) and far from 0 elsewhere.
@@ -354,7 +355,7 @@ function reluGrad(kernelName: 'Relu' | 'Relu6', max: number): tf.GradConfig {
               ? tf.mul(g, tf.step(x))
               : tf.mul(g, tf.sub(tf.step(x), tf.step(tf.sub(x, max)))));
           }
-          if (x.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(RELU_GRAD, tf.getBackend())) {
+          if (f32 && tf.getKernel(RELU_GRAD, tf.getBackend())) {
             return tf.engine().runKernel(RELU_GRAD, { dy: g, x }, { max }) as tf.Tensor;
           }
           const m = max === Infinity ? tf.step(x) : tf.mul(tf.lessEqual(x, max), tf.step(x));
