@@ -67,6 +67,11 @@ function withPixels(forward: Forward): Forward {
   };
 }
 
+/** What a loaded network offers texture/style objectives: the pixels, then every spatial node. */
+function layersOf(model: LoadedModel): string[] {
+  return [PIXELS_LAYER, ...model.executor.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name)];
+}
+
 export interface RandomNetOptions {
   seed?: number;
   /** filters per pyramid level. */
@@ -165,7 +170,7 @@ export async function loadPerceptualModel(spec: PerceptualModelSpec): Promise<Pe
     id: `${spec.path} (${model.id.slice(0, 12)})`,
     kind: 'model',
     attribution: `the report's own perceptual network ${path.basename(spec.path)} (sha256 ${model.id.slice(0, 12)}…); its licence is the report author's to state`,
-    layers: [PIXELS_LAYER, ...ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name)],
+    layers: layersOf(model),
     defaultStyleLayers: spec.styleLayers,
     defaultContentLayer: spec.contentLayer,
     inputSize: [model.inputShape[0], model.inputShape[1]],
@@ -378,7 +383,7 @@ export async function loadMobileNetV2Backbone(opts: { cacheDir?: string; nsfwjsD
     id: `mobilenet-v2 backbone (nsfwjs ${path.basename(dir).split('-')[1]}, MIT; ${model.id.slice(0, 12)})`,
     kind: 'mobilenet-v2',
     attribution: MOBILENET_ATTRIBUTION,
-    layers: [PIXELS_LAYER, ...ex.nodes.filter((n) => n.outputShape.length === 3 && n.role !== 'input').map((n) => n.name)],
+    layers: layersOf(model),
     defaultStyleLayers: MOBILENET_STYLE_LAYERS,
     defaultContentLayer: MOBILENET_CONTENT_LAYER,
     inputSize: null,
