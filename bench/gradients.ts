@@ -3,8 +3,10 @@
  * kernels, in ONE run, next to PyTorch on the same cores and the same weights (issue 7).
  *
  *   npm run bench gradients
- *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels] [--batch N] [--ab]
- * --ab: also times the input gradient before/after the filter cache + step-form ReLU gradient in
+ *   npx tsx bench/gradients.ts --models default,mnv1,mnv2 --reps 3 [--cpu] [--profile] [--no-torch] [--no-kernels] [--batch N] [--ab] [--ceiling]
+ * --ceiling: also GFLOP/s of single forward convolutions of these nets' shapes, wasm vs PyTorch on
+ * one thread (what the arithmetic allows the whole-net ratio to reach).
+ * --ab: also times the input gradient before/after the SIMD kernels + fused conv bias in
  * alternation (before, after, before, … 2·reps batches each), which a shared, loaded box favours
  * over back-to-back rows.
  *
@@ -12,10 +14,13 @@
  *   wasm/tfjs      tfjs-backend-wasm's own kernels (ours unregistered): slow Conv2DBackpropInput,
  *                  wrong MaxPoolGrad, missing depthwise backprops (the gradient then fails)
  *   wasm/convlens  our kernels (pipelines/kernels)
+ *   wasm/convlens, before SIMD kernels + fused conv bias   both switches below off
+ *   wasm/convlens, no SIMD kernels   useSimdKernels(false): the ReLU/ReLU6 gradient as native step
+ *                  passes, MaxPoolGrad as a JS walk, wasm's own FusedBatchNorm (not simd.wat)
+ *   wasm/convlens, conv + separate bias add   useFusedConvBias(false): a conv then an Add, instead
+ *                  of the fused conv + bias kernel with an x-only gradient
  *   wasm/convlens, no filter cache   the same with useFilterCache(false): transposed/flipped/phase
  *                  filters rebuilt at every backprop call (before pipelines/kernels/filter-cache.ts)
- *   wasm/convlens, JS ReLU grad   the same with useReluStepGrad(false): the Relu/Relu6 gradient
- *                  as one JS pass over the wasm heap instead of native step/sub/mul passes
  *   wasm/convlens, BN unfolded   the same with GraphExecutor.foldBatchNorm = false (every
  *                  BatchNorm its own op; only for nets with foldable conv → BN pairs): before/after
  *                  of folding BN into the conv, in the same run. Every other row folds (the default).
@@ -36,7 +41,8 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../pipelines/backend';
 import { inputGradient, scoreNode } from '../pipelines/engines/attribution';
-import { useFilterCache, useReluStepGrad, useWasmKernels } from '../pipelines/kernels/index';
+import { useFilterCache, useSimdKernels, useWasmKernels } from '../pipelines/kernels/index';
+import { useFusedConvBias } from '../pipelines/model/graph';
 import { defaultModel, mobileNetV1Shaped, mobileNetV2Shaped, type BenchModel } from './models';
 
 const { values: args } = parseArgs({
@@ -49,6 +55,7 @@ const { values: args } = parseArgs({
     'no-kernels': { type: 'boolean', default: false },
     ab: { type: 'boolean', default: false },
     batch: { type: 'string' },
+    ceiling: { type: 'boolean', default: false },
   },
 });
 const reps = Math.max(1, Number(args.reps));
@@ -151,20 +158,21 @@ for (const key of wanted) {
   useWasmKernels('tfjs');
   await measure('wasm/tfjs', reps);
   useWasmKernels('convlens');
-  // before both changes below (filter cache and step-form ReLU gradient), same run
-  useFilterCache(false);
-  useReluStepGrad(false);
-  await measure('wasm/convlens, before cache + step ReLU grad', reps);
-  useReluStepGrad(true);
-  useFilterCache(true);
+  // before the SIMD kernels (simd.wat: ReLU/ReLU6 and max-pool gradients, BatchNorm) and the fused
+  // conv + bias with an x-only gradient, same run; then each of them off alone
+  useSimdKernels(false);
+  useFusedConvBias(false);
+  await measure('wasm/convlens, before SIMD kernels + fused conv bias', reps);
+  useFusedConvBias(true);
+  await measure('wasm/convlens, no SIMD kernels', reps);
+  useSimdKernels(true);
+  useFusedConvBias(false);
+  await measure('wasm/convlens, conv + separate bias add', reps);
+  useFusedConvBias(true);
   // before/after of the per-filter cache of transposed/phase filters (filter-cache.ts), same run
   useFilterCache(false);
   await measure('wasm/convlens, no filter cache', reps);
   useFilterCache(true);
-  // before/after of the ReLU/ReLU6 gradient as native step passes instead of one JS pass
-  useReluStepGrad(false);
-  await measure('wasm/convlens, JS ReLU grad', reps);
-  useReluStepGrad(true);
   let ours: { logits: Float32Array; grad: Float32Array } | undefined;
   if (ex.batchNormFolds.length) {
     let unfolded: { logits: Float32Array; grad: Float32Array } | undefined;
@@ -183,8 +191,8 @@ for (const key of wanted) {
     const ts: Record<'before' | 'after', number[]> = { before: [], after: [] };
     for (let i = 0; i <= 2 * reps; i++) {
       for (const v of ['before', 'after'] as const) {
-        useFilterCache(v === 'after');
-        useReluStepGrad(v === 'after');
+        useSimdKernels(v === 'after');
+        useFusedConvBias(v === 'after');
         const t0 = performance.now();
         const d = tf.tidy(() => inputGradient(ex, x, targets));
         await d.data();
@@ -192,8 +200,8 @@ for (const key of wanted) {
         if (i > 0) ts[v].push(performance.now() - t0); // round 0 warms both
       }
     }
-    useFilterCache(true);
-    useReluStepGrad(true);
+    useSimdKernels(true);
+    useFusedConvBias(true);
     x.dispose();
     const med = (a: number[]) => a.sort((p, q) => p - q)[Math.floor(a.length / 2)]!;
     const [b, a] = [med(ts.before), med(ts.after)];
@@ -336,11 +344,16 @@ function kernelCases(): KernelCase[] {
     inputs: () => ({ dy: r([n, h / 2, h / 2, c]), input: r([n, h, h, c]), output: r([n, h / 2, h / 2, c]) }),
     attrs: { filterSize: 2, strides: 2, pad: 'valid' } as unknown as tf.NamedAttrMap,
   });
+  const bn = (n: number, h: number, c: number): KernelCase => ({
+    kernel: 'FusedBatchNorm', what: `x [${n},${h},${h},${c}] (inference)`,
+    inputs: () => ({ x: r([n, h, h, c]), mean: r([c]), variance: tf.tidy(() => tf.add(tf.abs(r([c])), 0.1)), offset: r([c]), scale: r([c]) }),
+    attrs: { varianceEpsilon: 1e-3 } as unknown as tf.NamedAttrMap,
+  });
   return [
-    convIn(16, 28, 16, 32, 3, 1), convIn(16, 14, 32, 64, 3, 1), convIn(2, 224, 3, 32, 3, 2), convIn(2, 56, 128, 128, 1, 1),
+    convIn(16, 28, 1, 16, 3, 1), convIn(16, 28, 16, 32, 3, 1), convIn(16, 14, 32, 64, 3, 1), convIn(2, 224, 3, 32, 3, 2), convIn(2, 56, 128, 128, 1, 1),
     convIn(2, 28, 192, 32, 1, 1), convIn(2, 14, 512, 512, 1, 1), convIn(2, 7, 1024, 1024, 1, 1),
     dwIn(2, 112, 32, 1), dwIn(2, 112, 64, 2), dwIn(2, 112, 96, 2), dwIn(2, 28, 192, 1),
-    convF(16, 28, 16, 32), pool(16, 28, 16),
+    convF(16, 28, 16, 32), pool(16, 28, 16), pool(16, 14, 32), bn(16, 28, 16), bn(2, 112, 96),
   ];
 }
 
@@ -356,9 +369,10 @@ async function kernelTable(): Promise<string[]> {
     };
     const res: Record<string, string> = {};
     const ms: Record<string, number> = {};
-    for (const set of ['tfjs', 'uncached', 'convlens'] as const) {
+    for (const set of ['tfjs', 'uncached', 'noSimd', 'convlens'] as const) {
       useWasmKernels(set === 'tfjs' ? 'tfjs' : 'convlens');
       useFilterCache(set !== 'uncached');
+      useSimdKernels(set !== 'noSimd');
       if (!tf.getKernel(c.kernel, 'wasm')) {
         res[set] = 'missing';
         continue;
@@ -370,12 +384,58 @@ async function kernelTable(): Promise<string[]> {
     useWasmKernels('convlens');
     tf.dispose(Object.values(inputs));
     const speed = ms.tfjs && ms.convlens ? `${(ms.tfjs / ms.convlens).toFixed(1)}×` : '—';
-    out.push(`| ${c.kernel} | ${c.what} | ${res.tfjs} | ${res.uncached} | ${res.convlens} | ${speed} |`);
+    out.push(`| ${c.kernel} | ${c.what} | ${res.tfjs} | ${res.uncached} | ${res.noSimd} | ${res.convlens} | ${speed} |`);
   }
   return out;
 }
 
+// ---------- ceiling: single forward convolutions of these nets' shapes, wasm vs PyTorch 1 thread ----------
+
+/**
+ * What the arithmetic allows: every gradient here is mostly convolutions (forward, and backprops
+ * that are forward convs of dy), so one conv's GFLOP/s on wasm (XNNPACK, 128-bit SIMD without
+ * FMA) against PyTorch's (oneDNN, AVX2/AVX-512 FMA) on the same shape bounds the whole-net ratio.
+ */
+async function ceilingTable(): Promise<string[]> {
+  await initBackend('wasm');
+  const shapes: Array<[number, number, number, number, number]> = [
+    [16, 28, 1, 16, 3], [16, 14, 16, 32, 3], [16, 7, 64, 64, 3], // default model
+    [2, 112, 32, 64, 1], [2, 14, 512, 512, 1], [2, 7, 1024, 1024, 1], // MobileNetV1 pointwise
+    [2, 56, 24, 144, 1], [2, 14, 384, 64, 1], // MobileNetV2 expand / project
+  ];
+  const ours: number[] = [];
+  for (const [n, h, ci, co, k] of shapes) {
+    const x = tf.randomNormal([n, h, h, ci]) as tf.Tensor4D;
+    const w = tf.randomNormal([k, k, ci, co]) as tf.Tensor4D;
+    const t = await time(Math.max(reps, 10), async () => {
+      const y = tf.conv2d(x, w, 1, 'same');
+      await y.data();
+      y.dispose();
+    });
+    ours.push((2 * n * h * h * ci * co * k * k) / t.median / 1e9);
+    tf.dispose([x, w]);
+  }
+  let torch: number[] | undefined;
+  let torchName = 'PyTorch';
+  if (!args['no-torch']) {
+    const r = spawnSync('python3', [path.join(here, 'pytorch_anchor.py'), '--ceiling', JSON.stringify(shapes), '--reps', String(Math.max(reps, 10)), '--threads', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('{'));
+    if (r.status === 0 && line) {
+      const a = JSON.parse(line) as { gflops: number[]; torch: string };
+      torch = a.gflops;
+      torchName = `PyTorch ${a.torch}`;
+    }
+  }
+  const out = [`\n### ceiling: one forward conv2d ('same'), GFLOP/s (median of ${Math.max(reps, 10)}), wasm vs ${torchName} 1 thread; load ${load()}`, '| conv [n, h, h, ci] k → co | wasm GFLOP/s | PyTorch 1 thread GFLOP/s | wasm / PyTorch |', '|---|---:|---:|---:|'];
+  shapes.forEach(([n, h, ci, co, k], i) => {
+    const p = torch?.[i];
+    out.push(`| [${n},${h},${h},${ci}] k${k} → ${co} | ${ours[i]!.toFixed(1)} | ${p ? p.toFixed(1) : '—'} | ${p ? (ours[i]! / p).toFixed(2) + '×' : '—'} |`);
+  });
+  return out;
+}
+
 const kRows = args['no-kernels'] ? [] : await kernelTable();
+const cRows = args.ceiling ? await ceilingTable() : [];
 
 console.log(`\n### gradients: images/s (median of ${reps} after a warm-up), ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load at end ${load()}`);
 console.log('| network | engine | batch | forward img/s | input-gradient img/s | gradient / forward | note |');
@@ -395,8 +455,9 @@ for (const key of wanted) {
 }
 if (kRows.length) {
   console.log('\n### per kernel, wasm: tfjs-backend-wasm 4.22 vs pipelines/kernels (median ms)');
-  console.log('(convlens, no filter cache: the transposed/phase filters rebuilt at every call, as before filter-cache.ts)');
-  console.log('| kernel | shape | tfjs | convlens, no filter cache | convlens | speed-up tfjs → convlens |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('(no filter cache: the transposed/phase filters rebuilt at every call, as before filter-cache.ts; no SIMD: useSimdKernels(false))');
+  console.log('| kernel | shape | tfjs | convlens, no filter cache | convlens, no SIMD | convlens | speed-up tfjs → convlens |');
+  console.log('|---|---|---|---|---|---|---|');
   for (const r of kRows) console.log(r);
 }
+for (const r of cRows) console.log(r);

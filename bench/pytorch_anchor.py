@@ -2,12 +2,14 @@
 """PyTorch CPU anchor for bench/gradients.ts (issue 7): the same network, the same weights.
 
     python3 bench/pytorch_anchor.py <model dir> <io dir> [--reps N] [--threads N]
+    python3 bench/pytorch_anchor.py --ceiling '[[n, h, ci, co, k], ...]' [--reps N] [--threads N]
 
 Reads the TF.js LayersModel (model.json topology + weight shards) that the benchmark timed, builds
 the same graph in PyTorch (NCHW, TF's asymmetric 'same' padding reproduced with F.pad), and times
 the forward pass and the input gradient (sum over the batch of logit[b, target_b], the saliency
 gradient) on the CPU. <io dir> holds x.bin (NHWC float32), meta.json, and convlens's logits.bin and
-grad.bin, which are compared with PyTorch's so that both really run the same net.
+grad.bin, which are compared with PyTorch's so that both really run the same net. With --ceiling
+it times single convolutions of the given shapes instead (GFLOP/s).
 
 Prints one JSON line on stdout. PyTorch is never a dependency of convlens: when it is missing,
 Debian's python3-torch is installed with apt-get (root only); otherwise the script says why it
@@ -209,8 +211,25 @@ def timed(reps, f):
     return sorted(ts)[len(ts) // 2]
 
 
+def conv_ceiling(shapes_json, reps, threads):
+    """GFLOP/s of single conv2d calls (NCHW, 'same'), for the ceiling table of bench/gradients.ts."""
+    torch.set_num_threads(threads)
+    out = []
+    for n, h, ci, co, k in json.loads(shapes_json):
+        x = torch.randn(n, ci, h, h)
+        w = torch.randn(co, ci, k, k)
+        with torch.no_grad():
+            t = timed(max(reps, 10), lambda: F.conv2d(x, w, padding=k // 2))
+        out.append(2 * n * h * h * ci * co * k * k / t / 1e9)
+    print(json.dumps({'gflops': out, 'torch': torch.__version__, 'threads': torch.get_num_threads()}), flush=True)
+
+
 def main():
     args = sys.argv[1:]
+    if '--ceiling' in args:
+        reps = int(args[args.index('--reps') + 1]) if '--reps' in args else 10
+        threads = int(args[args.index('--threads') + 1]) if '--threads' in args else 1
+        return conv_ceiling(args[args.index('--ceiling') + 1], reps, threads)
     if len(args) < 2:
         raise SystemExit(__doc__)
     model_dir, io_dir = args[0], args[1]

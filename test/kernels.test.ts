@@ -8,6 +8,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../pipelines/backend';
 import { conv2dInputGrad, depthwiseInputGrad, derivedFilterCount, registerWasmKernels, useFilterCache, wasmConv2dFilterGrad } from '../pipelines/kernels/index';
+import { useSimdKernels } from '../pipelines/kernels/simd';
 import { phaseInterleaveListInto } from '../pipelines/kernels/conv-grads';
 import { Rng } from '../pipelines/rng';
 
@@ -127,6 +128,23 @@ describe('wasm gradient kernels match the cpu backend', () => {
     }
   });
 
+  it('Conv2DBackpropInput with one input channel (the depthwise + channel-sum path) at dilations 1 and 2', async () => {
+    for (const d of [1, 2]) {
+      for (const pad of PADS) {
+        const c: Case = { n: 2, h: randInt(7, 9), w: randInt(7, 9), ci: 1, co: randInt(1, 17), kh: 3, kw: randInt(2, 3), s: 1, pad };
+        const xs: S4 = [c.n, c.h, c.w, 1];
+        const f = randArray(c.kh * c.kw * c.co);
+        const [fd, khd, kwd] = stuff(f, c.kh, c.kw, c.co, d);
+        const ys = outShape(c, d);
+        const dy = randArray(ys.reduce((a, b) => a * b));
+        // reference: cpu's kernel with the zero-stuffed filter (dilation d = a plain conv with it)
+        const ref = await on('cpu', () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.tensor4d(dy, ys), filter: tf.tensor4d(fd, [khd, kwd, 1, c.co]) }, { inputShape: xs, strides: 1, pad, dataFormat: 'NHWC' } as unknown as tf.NamedAttrMap) as tf.Tensor);
+        const got = await on('wasm', () => conv2dInputGrad(tf.tensor4d(dy, ys), tf.tensor4d(f, [c.kh, c.kw, 1, c.co]), xs, 1, pad, d));
+        expect(relErr(got, ref), `ci 1 co ${c.co} k3x${c.kw} dilation ${d} ${padName(pad)}`).toBeLessThan(1e-5);
+      }
+    }
+  });
+
   it('conv2d gradients with dilation 2 (against the cpu gradient of the zero-stuffed filter)', async () => {
     for (const pad of PADS) {
       const c: Case = { n: 2, h: randInt(7, 9), w: randInt(7, 9), ci: randInt(1, 3), co: randInt(2, 4), kh: 3, kw: 2, s: 1, pad };
@@ -211,6 +229,25 @@ describe('wasm gradient kernels match the cpu backend', () => {
       expect(relErr(await on('wasm', grad(x)), await on('cpu', grad(x))), `maxPool ${size} s${s} ${pad}`).toBeLessThan(1e-6);
       const neg = x.map((v) => -Math.abs(v) - 0.01);
       expect(relErr(await on('wasm', grad(neg)), await on('cpu', grad(neg))), `all-negative maxPool ${size} s${s} ${pad}`).toBeLessThan(1e-6);
+    }
+    // The SIMD pass (4 channels at a time + a scalar tail) against the JS walk (bit for bit) and
+    // cpu: channel counts around the lane width, ties (first maximum wins), padding, overlap, −Inf.
+    for (const [size, s, pad] of [[2, 2, 'valid'], [3, 2, 'same'], [3, 1, 'same'], [2, 1, 'valid'], [3, 3, 'same']] as const) {
+      for (const c of [1, 4, 6, 9]) {
+        const xs: S4 = [2, randInt(5, 8), randInt(5, 8), c];
+        const info = tf.backend_util.computePool2DInfo(xs, size, s, 1, pad);
+        const ys: S4 = [xs[0], info.outHeight, info.outWidth, c];
+        const x = randArray(xs.reduce((a, b) => a * b)).map((v, i) => (i % 17 === 0 ? -Infinity : Math.round(v * 2) / 2)); // ties
+        const dy = randArray(ys.reduce((a, b) => a * b));
+        const kernelGrad = () => tf.engine().runKernel('MaxPoolGrad', { dy: tf.tensor(dy, ys), input: tf.tensor(x, xs), output: tf.maxPool(tf.tensor4d(x, xs), size, s, pad) }, { filterSize: size, strides: s, pad } as unknown as tf.NamedAttrMap) as tf.Tensor;
+        const simd = await on('wasm', kernelGrad);
+        useSimdKernels(false);
+        const js = await on('wasm', kernelGrad);
+        useSimdKernels(true);
+        const label = `maxPool ${size} s${s} ${pad} C=${c}`;
+        expect(Array.from(simd), label).toEqual(Array.from(js));
+        expect(relErr(simd, await on('cpu', kernelGrad)), label).toBeLessThan(1e-6);
+      }
     }
     // The research note's case: x = −[0.1 … 0.4] per 2×2 window, dy = 10, 20, 30, 40.
     const x = new Float32Array(16);
@@ -451,6 +488,36 @@ describe('gradient gaps (StridedSlice, gather on wasm, resize on cpu, cropAndRes
         }
       }
     }
+  });
+});
+
+describe('FusedBatchNorm forward on wasm (one SIMD pass x·s + t)', () => {
+  it('matches cpu for channel counts around the lane width, without offset or scale, and falls back for scalar parameters', async () => {
+    for (const c of [1, 3, 4, 5, 16, 17]) {
+      const xs = [2, 3, 5, c];
+      const x = randArray(xs.reduce((a, b) => a * b));
+      const mean = randArray(c);
+      const variance = randArray(c).map((v) => 0.05 + Math.abs(v));
+      const offset = randArray(c);
+      const scale = randArray(c);
+      for (const [withOffset, withScale] of [[true, true], [false, true], [true, false], [false, false]]) {
+        const bn = () => tf.batchNorm(tf.tensor4d(x, xs as S4), tf.tensor1d(mean), tf.tensor1d(variance),
+          withOffset ? tf.tensor1d(offset) : undefined, withScale ? tf.tensor1d(scale) : undefined, 1e-3);
+        const label = `C=${c} offset ${withOffset} scale ${withScale}`;
+        expect(relErr(await on('wasm', bn), await on('cpu', bn)), label).toBeLessThan(1e-6);
+      }
+    }
+    // scalar mean/variance: not per-channel vectors, so wasm's own kernel runs
+    const x = randArray(2 * 3 * 4 * 5);
+    const scalarBn = () => tf.batchNorm(tf.tensor4d(x, [2, 3, 4, 5]), tf.scalar(0.3), tf.scalar(2), tf.scalar(-1), tf.scalar(0.5), 1e-3);
+    expect(relErr(await on('wasm', scalarBn), await on('cpu', scalarBn))).toBeLessThan(1e-6);
+    // and the temporary per-channel buffer (allocated in the backend, not the engine) is freed
+    await initBackend('wasm');
+    const run = () => tf.tidy(() => tf.batchNorm(tf.ones([1, 2, 2, 8]), tf.zeros([8]), tf.ones([8]), tf.zeros([8]), tf.ones([8])).dataSync());
+    run();
+    const before = tf.backend().numDataIds();
+    for (let i = 0; i < 5; i++) run();
+    expect(tf.backend().numDataIds()).toBe(before);
   });
 });
 

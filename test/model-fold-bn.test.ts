@@ -112,7 +112,7 @@ describe('BatchNorm folding: which pairs', () => {
 });
 
 describe('BatchNorm folding: what runs', () => {
-  it('a folded pair runs one conv and no FusedBatchNorm; fused conv + bias only without a gradient tape', async () => {
+  it('a folded pair runs one fused conv + bias and no FusedBatchNorm, with or without a gradient tape, and never a filter gradient', async () => {
     await initBackend('cpu');
     const kernels = async (on: boolean, grad: boolean) => {
       const info = await withFold(on, () => tf.profile(() => tf.tidy(() => grad
@@ -120,15 +120,22 @@ describe('BatchNorm folding: what runs', () => {
         : ex.run(x, { upTo: 'logits' }).output)));
       tf.dispose(info.result as tf.Tensor);
       const count = (...names: string[]) => info.kernels.filter((k) => names.includes(k.name)).length;
-      return { bn: count('FusedBatchNorm'), conv: count('Conv2D', 'DepthwiseConv2dNative'), fused: count('FusedConv2D', 'FusedDepthwiseConv2D') };
+      return {
+        bn: count('FusedBatchNorm'), conv: count('Conv2D', 'DepthwiseConv2dNative'), fused: count('FusedConv2D', 'FusedDepthwiseConv2D'),
+        filterGrads: count('Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropFilter'),
+      };
     };
-    // 6 BN layers, 4 folded; 6 convs
-    expect(await kernels(false, false)).toEqual({ bn: 6, conv: 6, fused: 0 });
-    expect(await kernels(true, false)).toEqual({ bn: 2, conv: 2, fused: 4 });
-    // under a tape plain conv + add: a fused kernel's gradient would compute the filter gradient too
-    const taped = await kernels(true, true);
-    expect(taped.bn).toBe(2);
-    expect(taped.fused).toBe(0);
+    // 6 BN layers, 4 folded; 6 convs, 4 with a bias (c1, dw2, side, post): conv + bias is one fused kernel
+    expect(await kernels(false, false)).toEqual({ bn: 6, conv: 2, fused: 4, filterGrads: 0 });
+    expect(await kernels(true, false)).toEqual({ bn: 2, conv: 0, fused: 6, filterGrads: 0 });
+    // under a tape too, with an x-only gradient: tfjs's own fused-conv gradient would also run a
+    // filter backprop per conv
+    for (const fold of [false, true]) {
+      const taped = await kernels(fold, true);
+      expect(taped.bn).toBe(fold ? 2 : 6);
+      expect(taped.fused).toBe(fold ? 6 : 4);
+      expect(taped.filterGrads).toBe(0);
+    }
   });
 });
 

@@ -327,8 +327,15 @@ export function conv2dInputGrad(
     if (ph) return conv2dInputGradPhases(dy, filter, info, ph);
     const { up, pad: p } = paddedUpstream(dy, info);
     // [kh,kw,Co,Ci], once per filter on wasm (filter-cache.ts)
-    const wf = derivedFilter(filter, 'flipped transposed', () => tf.transpose(flip(filter), [0, 1, 3, 2]));
-    return tf.conv2d(up, wf as tf.Tensor4D, 1, p, 'NHWC', [info.dilationHeight, info.dilationWidth]);
+    const wf = derivedFilter(filter, 'flipped transposed', () => tf.transpose(flip(filter), [0, 1, 3, 2])) as tf.Tensor4D;
+    const dil: Pair = [info.dilationHeight, info.dilationWidth];
+    if (filter.shape[2] === 1) {
+      // one input channel (a grayscale model's first layer): a conv with a single output channel
+      // wastes most of XNNPACK's output tile; [kh,kw,Co,1] is also a depthwise filter, and
+      // depthwise + channel sum took 0.7 ms where the conv took 1.3 ms on [16,28,28,16] (issue 7)
+      return tf.sum(tf.depthwiseConv2d(up, wf, 1, p, 'NHWC', dil), 3, true);
+    }
+    return tf.conv2d(up, wf, 1, p, 'NHWC', dil);
   });
 }
 
@@ -372,53 +379,64 @@ export function depthwiseInputGrad(
 }
 
 /**
- * dL/dx of maxPool, routing each window's gradient to its first maximum (as the cpu backend
- * does), with the maximum starting at −∞ so all-negative windows are handled.
+ * The argmax of every max-pool window: `at[out]` = the flat NHWC index in `x` of the output
+ * unit's input maximum (the first one on ties, row-major; the max starts at −∞, so windows whose
+ * values are all negative still route to their largest element), −1 for a window that lies
+ * wholly in the padding. Channels are the innermost loop: each tap is one contiguous run of C
+ * values compared against C running maxima (a closure per window cost ~27 ns per window, issue 7).
  */
-/**
- * Walks every max-pool window and calls `visit(out, at)` with the flat NHWC index of the output
- * unit and of its input maximum (the first one on ties; the max starts at −∞, so windows whose
- * values are all negative still route to their largest element). `at` is −1 for a window that
- * lies wholly in the padding.
- */
-export function forEachPoolArgmax(x: Float32Array, info: tf.backend_util.Conv2DInfo, visit: (out: number, at: number) => void): void {
+export function poolArgmaxInto(at: Int32Array, x: Float32Array, info: tf.backend_util.Conv2DInfo): void {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
   const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
   const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
   const { top, left } = info.padInfo;
+  const best = new Float32Array(c);
   for (let b = 0; b < n; b++) {
     const xb = b * h * w * c;
-    const yb = b * oh * ow * c;
     for (let i = 0; i < oh; i++) {
       const r0 = i * sh - top;
       for (let j = 0; j < ow; j++) {
         const c0 = j * sw - left;
+        const o = ((b * oh + i) * ow + j) * c;
         for (let ch = 0; ch < c; ch++) {
-          let best = Number.NEGATIVE_INFINITY;
-          let at = -1;
-          for (let r = r0; r < r0 + fh; r += dh) {
-            if (r < 0 || r >= h) continue;
-            for (let q = c0; q < c0 + fw; q += dw) {
-              if (q < 0 || q >= w) continue;
-              const k = xb + (r * w + q) * c + ch;
-              if (x[k] > best) {
-                best = x[k];
-                at = k;
+          best[ch] = Number.NEGATIVE_INFINITY;
+          at[o + ch] = -1;
+        }
+        for (let r = r0; r < r0 + fh; r += dh) {
+          if (r < 0 || r >= h) continue;
+          for (let q = c0; q < c0 + fw; q += dw) {
+            if (q < 0 || q >= w) continue;
+            const k = xb + (r * w + q) * c;
+            for (let ch = 0; ch < c; ch++) {
+              const v = x[k + ch]!;
+              if (v > best[ch]!) {
+                best[ch] = v;
+                at[o + ch] = k + ch;
               }
             }
           }
-          visit(yb + (i * ow + j) * c + ch, at);
         }
       }
     }
   }
 }
 
+/** reused between calls: allocating a fresh zeroed array per call cost a third of the kernel */
+let argmaxScratch = new Int32Array(0);
+
+/**
+ * dL/dx of maxPool, routing each window's gradient to its first maximum (as the cpu backend
+ * does), with the maximum starting at −∞ so all-negative windows are handled.
+ */
 export function maxPoolGradInto(
   dx: Float32Array, x: Float32Array, dy: Float32Array, info: tf.backend_util.Conv2DInfo,
 ): void {
+  if (argmaxScratch.length < dy.length) argmaxScratch = new Int32Array(dy.length);
+  const at = argmaxScratch.subarray(0, dy.length);
+  poolArgmaxInto(at, x, info);
   dx.fill(0);
-  forEachPoolArgmax(x, info, (out, at) => {
-    if (at >= 0) dx[at] += dy[out];
-  });
+  for (let out = 0; out < at.length; out++) {
+    const k = at[out]!;
+    if (k >= 0) dx[k] += dy[out]!;
+  }
 }

@@ -12,7 +12,8 @@
  *   FusedBatchNorm      gradient tiles a per-channel vector to the full input (slow on wasm)
  *                                                                        → broadcasting gradient config
  *   Relu, Relu6         gradient is 3–5 kernels (Step, LessEqual, Cast, Mul) → one-pass kernel
- *                       (cpu); on wasm dy·step(x) and dy·(step(x) − step(x − 6)), native passes
+ *                       (cpu: JS; wasm: one SIMD pass on the heap, simd.wat; without wasm SIMD
+ *                       dy·step(x) and dy·(step(x) − step(x − 6)), native passes)
  *
  * The resize and crop gradients are written as the exact adjoints of the cpu backend's forward
  * kernels: they replay the forward's index and weight computation and scatter dy with the same
@@ -20,6 +21,9 @@
  * They run in JS on values read with readSync: these ops are cheap next to the convolutions.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { simdKernels } from './simd';
+
+export { useSimdKernels } from './simd';
 
 type Backend = tf.KernelBackend & {
   makeOutput?: (shape: number[], dtype: tf.DataType) => tf.TensorInfo;
@@ -331,10 +335,20 @@ export const RELU_GRAD = 'ConvlensReluGrad';
  * temporaries per activation (on wasm Cast, Step and LessEqual together cost about as much as
  * the MobileNetV2 convolutions' backprop). Same values: dy where 0 < x (≤ 6), else 0.
  */
-let reluSteps = true;
-/** false: the one-pass JS kernel on wasm too (as before the step form), for before/after benchmarks. */
+let reluFast = true;
+/**
+ * true (default): the fastest wasm path (one SIMD pass when available, else the native step
+ * form); false: the one-pass JS loop on wasm too (as before the step form), for before/after
+ * benchmarks. useSimdKernels(false) turns off only the SIMD pass (then true means the step form).
+ */
 export function useReluStepGrad(on: boolean): void {
-  reluSteps = on;
+  reluFast = on;
+}
+
+/** Which form the wasm backend's float32 Relu/Relu6 gradient takes now (for benchmarks and tests). */
+export function wasmReluGradPath(backend: unknown = tf.findBackend('wasm')): 'simd' | 'steps' | 'js' {
+  if (!reluFast) return 'js';
+  return backend && simdKernels(backend) ? 'simd' : 'steps';
 }
 
 function reluGrad(kernelName: 'Relu' | 'Relu6', max: number): tf.GradConfig {
@@ -347,15 +361,16 @@ function reluGrad(kernelName: 'Relu' | 'Relu6', max: number): tf.GradConfig {
       return {
         x: () => {
           const f32 = x.dtype === 'float32' && g.dtype === 'float32';
-          if (reluSteps && f32 && tf.getBackend() === 'wasm') {
-            // wasm: 2 (Relu) or 4 (Relu6) native passes beat one JS pass over the heap (JS loops on
-            // heap views ran ~6 ns/element: 10 ms vs 2.2 ms for [2,112,112,64], issue 7).
+          if (f32 && tf.getBackend() === 'wasm' && wasmReluGradPath(tf.backend()) === 'steps') {
+            // wasm without SIMD: 2 (Relu) or 4 (Relu6) native passes beat one JS pass over the heap
+            // (JS loops on heap views ran ~6 ns/element: 10 ms vs 2.2 ms for [2,112,112,64], issue 7).
             // step(x − 6) = [x > 6] exactly: x − 6 is exact for x in [3, 12] (Sterbenz) and far from 0 elsewhere.
             return tf.tidy(() => max === Infinity
               ? tf.mul(g, tf.step(x))
               : tf.mul(g, tf.sub(tf.step(x), tf.step(tf.sub(x, max)))));
           }
           if (f32 && tf.getKernel(RELU_GRAD, tf.getBackend())) {
+            // cpu: JS loop; wasm: the SIMD pass, or the JS loop under useReluStepGrad(false)
             return tf.engine().runKernel(RELU_GRAD, { dy: g, x }, { max }) as tf.Tensor;
           }
           const m = max === Infinity ? tf.step(x) : tf.mul(tf.lessEqual(x, max), tf.step(x));
@@ -378,10 +393,17 @@ function reluGradKernel(backendName: string): tf.KernelConfig {
       const max = (attrs ?? {}).max as number;
       const n = dy.shape.reduce((a, b) => a * b, 1);
       if (be.makeOutput && be.typedArrayFromHeap) {
+        // Allocate first: growing the heap detaches views made earlier (pointers stay valid).
         const out = be.makeOutput(dy.shape.slice(), 'float32');
         const o = be.typedArrayFromHeap(out) as Float32Array;
         const d = be.typedArrayFromHeap(dy) as Float32Array;
         const v = be.typedArrayFromHeap(x) as Float32Array;
+        const simd = reluFast ? simdKernels(be) : undefined;
+        if (simd) {
+          // One 4-lane pass in the backend's own memory; the views only supply the pointers.
+          simd.reluGrad(d.byteOffset, v.byteOffset, o.byteOffset, n, max);
+          return out;
+        }
         for (let i = 0; i < n; i++) o[i] = v[i]! > 0 && v[i]! <= max ? d[i]! : 0;
         return out;
       }

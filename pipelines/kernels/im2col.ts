@@ -10,6 +10,7 @@ export interface WasmBackendLike {
   incRef(dataId: tf.DataId): void;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): tf.backend_util.TypedArray;
+  disposeData(dataId: tf.DataId): unknown;
 }
 
 /**

@@ -415,21 +415,9 @@ class BatchNormFold {
     this.foldedIds = this.sources().map((t) => t.dataId);
   }
 
-  /** conv + bias with the folded weights; plain ops while a gradient tape records (see withBias) */
-  readonly compute: Compute = ([x]) => {
-    const { strides, padding } = this.c.spatial;
-    const x4 = x as tf.Tensor4D;
-    const filter = this.kernel!;
-    if (tf.engine().state.gradientDepth === 0) {
-      // no tape: the fused conv + bias kernel (one pass over the output instead of two)
-      const args = { x: x4, filter, strides, pad: padding, bias: this.bias! };
-      return this.c.depthwise ? tf.fused.depthwiseConv2d(args) : tf.fused.conv2d(args);
-    }
-    const y = this.c.depthwise ? tf.depthwiseConv2d(x4, filter, strides, padding) : tf.conv2d(x4, filter, strides, padding);
-    const out = tf.add(y, this.bias!);
-    y.dispose();
-    return out;
-  };
+  /** conv + bias with the folded weights */
+  readonly compute: Compute = ([x]) =>
+    convBias(x as tf.Tensor4D, this.kernel!, this.bias!, this.c.spatial, this.c.depthwise);
 
   private disposeFolded(): void {
     if (this.kernel) this.kernel.dispose();
@@ -566,6 +554,36 @@ function biasOf(ctx: BuildContext): tf.Tensor | undefined {
   return ctx.config.use_bias !== false && ctx.weights.has('bias') ? weight(ctx, 'bias') : undefined;
 }
 
+let fuseConvBias = true;
+/** false: conv, then a separate bias add (as before the fused form), for before/after benchmarks. */
+export function useFusedConvBias(on: boolean): void {
+  fuseConvBias = on;
+}
+
+/**
+ * conv (or depthwise conv) + bias as tfjs's fused kernel: one pass over the output instead of
+ * two. Under a gradient tape it is differentiable in x only: the weights are constants to every
+ * technique, and tfjs's own fused-conv gradient would also compute the filter and bias gradients,
+ * one more backprop and a reduction per layer that nothing reads (issue 7). No activation is
+ * fused: fused activations bypass the custom ReLU gradients, so those stay their own nodes.
+ */
+function convBias(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor, { strides, padding }: WindowOp, depthwise: boolean): tf.Tensor4D {
+  if (!fuseConvBias) {
+    return tf.tidy(() => tf.add((depthwise ? tf.depthwiseConv2d : tf.conv2d)(x, filter, strides, padding), bias));
+  }
+  const run = (v: tf.Tensor4D) => (depthwise ? tf.fused.depthwiseConv2d : tf.fused.conv2d)({ x: v, filter, strides, pad: padding, bias });
+  if (tf.engine().state.gradientDepth === 0) return run(x);
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const v = args[0] as tf.Tensor4D;
+    // saved, not captured: the engine keeps a reference until the backward pass
+    (args[1] as tf.GradSaveFunc)([filter]);
+    const attrs = { strides, pad: padding, inputShape: v.shape, ...(depthwise ? { dilations: 1 } : { dataFormat: 'NHWC' }) };
+    const gradFunc = (dy: tf.Tensor, [f]: tf.Tensor[]) =>
+      tf.engine().runKernel(depthwise ? 'DepthwiseConv2dNativeBackpropInput' : 'Conv2DBackpropInput', { dy, filter: f! }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+    return { value: run(v), gradFunc };
+  })(x) as tf.Tensor4D;
+}
+
 function withBias(ctx: BuildContext, linear: (x: tf.Tensor) => tf.Tensor): Compute {
   const bias = biasOf(ctx);
   // plain ops, not fused kernels: fused ones bypass custom ReLU gradients
@@ -578,13 +596,23 @@ function withBias(ctx: BuildContext, linear: (x: tf.Tensor) => tf.Tensor): Compu
   };
 }
 
+/** A Conv2D / DepthwiseConv2D layer's linear part: the fused conv + bias kernel when it has a bias. */
+function convCompute(ctx: BuildContext, kernel: tf.Tensor4D, spatial: WindowOp, depthwise: boolean): Compute {
+  const bias = biasOf(ctx);
+  const { strides, padding, dilation } = spatial;
+  // a dilated kernel is spread to a plain one first (withSpread), so the fused call has no dilation
+  return ([x]) => withSpread(kernel, dilation, (k) => bias
+    ? convBias(x as tf.Tensor4D, k, bias, spatial, depthwise)
+    : (depthwise ? tf.depthwiseConv2d : tf.conv2d)(x as tf.Tensor4D, k, strides, padding));
+}
+
 const conv2d: Builder = (ctx) => {
   const spatial = convSpatial(ctx) as WindowOp;
   const kernel = weight(ctx, 'kernel') as tf.Tensor4D;
   return {
     spatial,
     fusedActivation: fused(ctx),
-    compute: withBias(ctx, (x) => withSpread(kernel, spatial.dilation, (k) => tf.conv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding))),
+    compute: convCompute(ctx, kernel, spatial, false),
     conv: { depthwise: false, kernel, bias: biasOf(ctx), spatial },
   };
 };
@@ -595,7 +623,7 @@ const depthwise: Builder = (ctx) => {
   return {
     spatial,
     fusedActivation: fused(ctx),
-    compute: withBias(ctx, (x) => withSpread(kernel, spatial.dilation, (k) => tf.depthwiseConv2d(x as tf.Tensor4D, k, spatial.strides, spatial.padding))),
+    compute: convCompute(ctx, kernel, spatial, true),
     conv: { depthwise: true, kernel, bias: biasOf(ctx), spatial },
   };
 };
