@@ -491,6 +491,58 @@ describe('gradient gaps (StridedSlice, gather on wasm, resize on cpu, cropAndRes
   });
 });
 
+describe('Transpose and transposed BatchMatMul on wasm (tiled copy in the heap)', () => {
+  it('Transpose of the last two axes equals cpu bit for bit (float32 with NaN/−0, int32, ranks 2–4, odd sizes); other perms too', async () => {
+    const shapes = [[1, 1], [3, 17], [9, 8], [2, 13, 9], [1, 4096, 96], [2, 3, 5, 7], [2, 0, 3]];
+    for (const shape of shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const r = shape.length;
+      const perm = [...Array.from({ length: r - 2 }, (_, i) => i), r - 1, r - 2];
+      const f = randArray(n).map((v, i) => (i % 11 === 0 ? NaN : i % 13 === 0 ? -0 : v));
+      const bits = (a: Float32Array) => Array.from(new Uint32Array(a.slice().buffer));
+      const tr = () => tf.transpose(tf.tensor(f, shape), perm);
+      expect(bits(await on('wasm', tr)), `float32 ${JSON.stringify(shape)}`).toEqual(bits(await on('cpu', tr)));
+      const ints = Int32Array.from({ length: n }, (_, i) => i * 7919 - 3);
+      const trInt = async (backend: 'cpu' | 'wasm') => {
+        await initBackend(backend);
+        return Array.from(tf.tidy(() => tf.transpose(tf.tensor(ints, shape, 'int32'), perm).dataSync()));
+      };
+      expect(await trInt('wasm'), `int32 ${JSON.stringify(shape)}`).toEqual(await trInt('cpu'));
+    }
+    // a permutation that is not a swap of the last two axes still goes to wasm's own kernel
+    const x = randArray(2 * 3 * 4);
+    const other = () => tf.transpose(tf.tensor(x, [2, 3, 4]), [2, 0, 1]);
+    expect(Array.from(await on('wasm', other))).toEqual(Array.from(await on('cpu', other)));
+  });
+
+  it('matMul with transposeA/transposeB (and their gradients) matches cpu; no buffers leak', async () => {
+    for (const [m, k, n, batchA, batchB] of [[5, 7, 3, 1, 1], [33, 17, 9, 2, 2], [96, 4096, 96, 1, 1], [4, 6, 8, 3, 1], [1, 1, 1, 1, 1]]) {
+      for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+        const aShape = ta ? [batchA, k, m] : [batchA, m, k];
+        const bShape = tb ? [batchB, n, k] : [batchB, k, n];
+        const a = randArray(aShape.reduce((p, q) => p * q, 1));
+        const b = randArray(bShape.reduce((p, q) => p * q, 1));
+        const mm = () => tf.matMul(tf.tensor3d(a, aShape as [number, number, number]), tf.tensor3d(b, bShape as [number, number, number]), ta, tb);
+        const label = `[${batchA}|${batchB}] ${m}×${k}×${n} tA ${ta} tB ${tb}`;
+        expect(relErr(await on('wasm', mm), await on('cpu', mm)), label).toBeLessThan(1e-5);
+      }
+    }
+    // the Gram-matrix gradient that motivated it: d Σ (FᵀF ⊙ R) / dF
+    const f = randArray(64 * 24);
+    const r = randArray(24 * 24);
+    const g = () => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.matMul(t as tf.Tensor2D, t as tf.Tensor2D, true, false), tf.tensor2d(r, [24, 24]))))(tf.tensor2d(f, [64, 24]));
+    expect(relErr(await on('wasm', g), await on('cpu', g))).toBeLessThan(1e-5);
+    await initBackend('wasm');
+    const once = () => tf.tidy(() => void g());
+    once();
+    const ids = tf.backend().numDataIds();
+    const tensors = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) once();
+    expect(tf.backend().numDataIds()).toBe(ids);
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+});
+
 describe('FusedBatchNorm forward on wasm (one SIMD pass x·s + t)', () => {
   it('matches cpu for channel counts around the lane width, without offset or scale, and falls back for scalar parameters', async () => {
     for (const c of [1, 3, 4, 5, 16, 17]) {

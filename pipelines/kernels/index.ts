@@ -27,7 +27,7 @@ import {
   conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad, maxPoolGradInto, poolArgmaxInto, PHASE_INTERLEAVE, PHASE_INTERLEAVE_LIST, phaseInterleaveInto, phaseInterleaveListInto, STRIDE_DILATE, strideDilateInto,
 } from './conv-grads';
 import { useGradients } from './extra-grads';
-import { simdKernels } from './simd';
+import { simdKernels, type SimdKernels } from './simd';
 
 export { conv2dInputGrad, depthwiseFilterGrad, depthwiseInputGrad } from './conv-grads';
 export { wasmConv2dFilterGrad } from './im2col';
@@ -83,6 +83,19 @@ function composed(
       return toOutput(t, be);
     },
   };
+}
+
+/** x with its last two axes swapped, as a new backend buffer (one tiled copy in the heap). */
+function transposeLast2(simd: SimdKernels, be: WasmBackendLike, x: tf.TensorInfo): tf.TensorInfo {
+  const r = x.shape.length;
+  const [rows, cols] = [x.shape[r - 2]!, x.shape[r - 1]!];
+  // Allocate first: allocation may grow the wasm heap and detach earlier views.
+  const out = be.makeOutput([...x.shape.slice(0, r - 2), cols, rows], x.dtype);
+  const size = x.shape.reduce((p, q) => p * q, 1);
+  if (size > 0) {
+    simd.transposeLast2(be.typedArrayFromHeap(x).byteOffset, be.typedArrayFromHeap(out).byteOffset, size / (rows * cols), rows, cols);
+  }
+  return out;
 }
 
 const kernels: tf.KernelConfig[] = [
@@ -167,6 +180,50 @@ const kernels: tf.KernelConfig[] = [
       asTensor(req(inputs, 'dy'), be), asTensor(req(inputs, 'filter'), be), attrs.inputShape as Shape4,
       attrs.strides as Pair, attrs.pad as Pad, attrs.dilations as Pair, attrs.dimRoundingMode as Rounding,
     )),
+  {
+    // Swapping the last two axes (the transposes of every matMul gradient, Gram matrices): one
+    // tiled copy in the heap; wasm's own Transpose took 5.5 ms for [1,4096,96] (issue 7)
+    kernelName: 'Transpose',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const be = args.backend as unknown as WasmBackendLike;
+      const x = req(args.inputs, 'x');
+      const perm = ((args.attrs ?? {}).perm as number[] | undefined) ?? [];
+      const r = x.shape.length;
+      const swapsLast2 = r >= 2 && perm.length === r && perm.every((p, i) => p === (i < r - 2 ? i : i === r - 2 ? r - 1 : r - 2));
+      const simd = simdKernels(be);
+      if (!simd || !swapsLast2 || (x.dtype !== 'float32' && x.dtype !== 'int32')) return originals.get('Transpose')!.kernelFunc(args);
+      return transposeLast2(simd, be, x);
+    },
+  },
+  {
+    // wasm's BatchMatMul is fast only without transposes (XNNPACK); with transposeA or transposeB
+    // (every matMul gradient) it took 10–45× longer on the Gram-matrix shapes of texture synthesis,
+    // which made those gradients 90 % of a step. Transposed copies + the plain kernel (issue 7).
+    kernelName: 'BatchMatMul',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const be = args.backend as unknown as WasmBackendLike;
+      const { transposeA, transposeB } = (args.attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
+      const a = req(args.inputs, 'a');
+      const b = req(args.inputs, 'b');
+      const simd = simdKernels(be);
+      const own = originals.get('BatchMatMul')!.kernelFunc;
+      if (!simd || (!transposeA && !transposeB) || a.dtype !== 'float32' || b.dtype !== 'float32') return own(args);
+      const temps: tf.TensorInfo[] = [];
+      const plain = (t: tf.TensorInfo, transposed: boolean | undefined) => {
+        if (!transposed) return t;
+        const c = transposeLast2(simd, be, t);
+        temps.push(c);
+        return c;
+      };
+      try {
+        return own({ ...args, inputs: { a: plain(a, transposeA), b: plain(b, transposeB) }, attrs: { ...args.attrs, transposeA: false, transposeB: false } });
+      } finally {
+        for (const t of temps) be.disposeData(t.dataId);
+      }
+    },
+  },
   {
     // Inference BatchNorm as one SIMD pass x·s + t per channel (s = γ/√(σ² + ε), t = β − μ·s, as
     // tf.nn.batch_normalization computes it): wasm's own kernel does index arithmetic per element

@@ -26,6 +26,8 @@ export interface SimdKernels {
     xPtr: number, dyPtr: number, dxPtr: number, n: number, h: number, w: number, c: number, oh: number, ow: number,
     fh: number, fw: number, sh: number, sw: number, dh: number, dw: number, top: number, left: number,
   ): void;
+  /** dst[b][j][i] = src[b][i][j]: `batch` row-major [rows, cols] matrices of 4-byte elements; byte pointers. */
+  transposeLast2(srcPtr: number, dstPtr: number, batch: number, rows: number, cols: number): void;
 }
 
 /** Keyed by the Memory: one instance per heap; null remembers that instantiation failed. */
@@ -86,8 +88,11 @@ export function simdKernels(backend: unknown): SimdKernels | undefined {
         relu_grad: SimdKernels['reluGrad'];
         channel_affine: SimdKernels['channelAffine'];
         max_pool_grad: SimdKernels['maxPoolGrad'];
+        transpose_last2: SimdKernels['transposeLast2'];
       };
-      kernels = { memory, reluGrad: e.relu_grad, channelAffine: e.channel_affine, maxPoolGrad: e.max_pool_grad };
+      kernels = {
+        memory, reluGrad: e.relu_grad, channelAffine: e.channel_affine, maxPoolGrad: e.max_pool_grad, transposeLast2: e.transpose_last2,
+      };
     } catch {
       kernels = null;
     }
