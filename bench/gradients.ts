@@ -16,7 +16,8 @@
  *   wasm/convlens  our kernels (pipelines/kernels)
  *   wasm/convlens, before SIMD kernels + fused conv bias   both switches below off
  *   wasm/convlens, no SIMD kernels   useSimdKernels(false): the ReLU/ReLU6 gradient as native step
- *                  passes, MaxPoolGrad as a JS walk, wasm's own FusedBatchNorm (not simd.wat)
+ *                  passes, MaxPoolGrad as a JS walk, wasm's own FusedBatchNorm, Transpose and
+ *                  transposed BatchMatMul (not simd.wat)
  *   wasm/convlens, conv + separate bias add   useFusedConvBias(false): a conv then an Add, instead
  *                  of the fused conv + bias kernel with an x-only gradient
  *   wasm/convlens, no filter cache   the same with useFilterCache(false): transposed/flipped/phase
@@ -349,7 +350,14 @@ function kernelCases(): KernelCase[] {
     inputs: () => ({ x: r([n, h, h, c]), mean: r([c]), variance: tf.tidy(() => tf.add(tf.abs(r([c])), 0.1)), offset: r([c]), scale: r([c]) }),
     attrs: { varianceEpsilon: 1e-3 } as unknown as tf.NamedAttrMap,
   });
+  const mm = (what: string, a: number[], b: number[], transposeA: boolean, transposeB: boolean): KernelCase => ({
+    kernel: 'BatchMatMul', what, inputs: () => ({ a: r(a), b: r(b) }), attrs: { transposeA, transposeB } as unknown as tf.NamedAttrMap,
+  });
   return [
+    // a 64 × 64 Gram matrix of a 64 × 64 × 96 layer and the two matMuls of its gradient
+    mm('Gram FᵀF, F [1,4096,96], transposeA', [1, 4096, 96], [1, 4096, 96], true, false),
+    mm('dG·Fᵀ, [1,96,96] × [1,4096,96], transposeB', [1, 96, 96], [1, 4096, 96], false, true),
+    { kernel: 'Transpose', what: 'x [1,4096,96], last two axes', inputs: () => ({ x: r([1, 4096, 96]) }), attrs: { perm: [0, 2, 1] } as unknown as tf.NamedAttrMap },
     convIn(16, 28, 1, 16, 3, 1), convIn(16, 28, 16, 32, 3, 1), convIn(16, 14, 32, 64, 3, 1), convIn(2, 224, 3, 32, 3, 2), convIn(2, 56, 128, 128, 1, 1),
     convIn(2, 28, 192, 32, 1, 1), convIn(2, 14, 512, 512, 1, 1), convIn(2, 7, 1024, 1024, 1, 1),
     dwIn(2, 112, 32, 1), dwIn(2, 112, 64, 2), dwIn(2, 112, 96, 2), dwIn(2, 28, 192, 1),
