@@ -147,6 +147,27 @@ describe('objective terms', () => {
     tf.dispose([a, g]);
   });
 
+  it('Gram matrix gradient (its own, F·(dG + dGᵀ)/N) equals the gradient through plain matMuls, batch 2', () => {
+    const rng = new Rng(5);
+    const a = tf.tensor4d(Float32Array.from({ length: 2 * 3 * 4 * 5 }, () => rng.normal()), [2, 3, 4, 5]);
+    const w = tf.tensor3d(Float32Array.from({ length: 2 * 5 * 5 }, () => rng.normal()), [2, 5, 5]); // not symmetric
+    const plainGram = (x: tf.Tensor4D) => {
+      const f = tf.reshape(x, [2, 12, 5]) as tf.Tensor3D;
+      return tf.div(tf.matMul(tf.transpose(f, [0, 2, 1]), f), 12);
+    };
+    const before = tf.memory().numTensors;
+    const [ours, plain] = tf.tidy(() => [
+      tf.grad((x: tf.Tensor) => tf.sum(tf.mul(gram(x as tf.Tensor4D), w)))(a).dataSync(),
+      tf.grad((x: tf.Tensor) => tf.sum(tf.mul(plainGram(x as tf.Tensor4D), w)))(a).dataSync(),
+    ]);
+    expect(tf.memory().numTensors).toBe(before);
+    let err = 0;
+    for (let i = 0; i < plain!.length; i++) err = Math.max(err, Math.abs(ours![i]! - plain![i]!));
+    expect(err).toBeLessThan(1e-5);
+    expect(Array.from(tf.tidy(() => gram(a).dataSync()))).toEqual(Array.from(tf.tidy(() => plainGram(a).dataSync())));
+    tf.dispose([a, w]);
+  });
+
   it('feature match is the normalised squared error; TV and α-norm by hand', () => {
     const target = tf.tensor4d([1, 1, 1, 1], [1, 2, 2, 1]);
     const y = tf.tensor4d([1, 1, 1, 3], [1, 2, 2, 1]);

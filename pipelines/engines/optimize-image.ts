@@ -367,9 +367,18 @@ export function featureMatch(layer: string, target: tf.Tensor, weight = 1): Term
 /** Gram matrix per image: [b, h, w, k] → [b, k, k], G = FᵀF / (h·w). */
 export function gram(a: tf.Tensor4D): tf.Tensor3D {
   const [b, h, w, k] = a.shape;
-  const f = tf.reshape(a, [b, h * w, k]);
-  // explicit transpose: wasm matMul with transposeA is ~50× slower
-  return tf.div(tf.matMul(tf.transpose(f, [0, 2, 1]), f), h * w) as tf.Tensor3D;
+  const n = h * w;
+  // Its own gradient, dF = F·(dG + dGᵀ)/N: one plain matMul, where differentiating FᵀF through
+  // tf.matMul costs two products with transposed operands (the Gram matrices are most of a
+  // texture-synthesis step's matMul time).
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const f = tf.reshape(args[0] as tf.Tensor, [b, n, k]) as tf.Tensor3D;
+    (args[1] as tf.GradSaveFunc)([f]);
+    const value = tf.div(tf.matMul(f, f, true, false), n) as tf.Tensor3D;
+    const gradFunc = (dy: tf.Tensor, [fs]: tf.Tensor[]) =>
+      tf.reshape(tf.div(tf.matMul(fs as tf.Tensor3D, tf.add(dy, tf.transpose(dy, [0, 2, 1])) as tf.Tensor3D), n), [b, h, w, k]);
+    return { value, gradFunc };
+  })(a) as tf.Tensor3D;
 }
 
 /** Σ(G(y) − G_target)² / Σ G_target² per image (so layers weigh alike without hand-tuned weights). */
