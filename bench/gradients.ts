@@ -358,6 +358,8 @@ function kernelCases(): KernelCase[] {
     mm('Gram FᵀF, F [1,4096,96], transposeA', [1, 4096, 96], [1, 4096, 96], true, false),
     mm('dG·Fᵀ, [1,96,96] × [1,4096,96], transposeB', [1, 96, 96], [1, 4096, 96], false, true),
     { kernel: 'Transpose', what: 'x [1,4096,96], last two axes', inputs: () => ({ x: r([1, 4096, 96]) }), attrs: { perm: [0, 2, 1] } as unknown as tf.NamedAttrMap },
+    { kernel: 'Slice', what: 'x [1,129,129,3] → [1,128,128,3]', inputs: () => ({ x: r([1, 129, 129, 3]) }), attrs: { begin: [0, 0, 0, 0], size: [1, 128, 128, 3] } as unknown as tf.NamedAttrMap },
+    { kernel: 'Slice', what: 'x [2,112,112,96], one column off', inputs: () => ({ x: r([2, 112, 112, 96]) }), attrs: { begin: [0, 0, 1, 0], size: [2, 112, 111, 96] } as unknown as tf.NamedAttrMap },
     convIn(16, 28, 1, 16, 3, 1), convIn(16, 28, 16, 32, 3, 1), convIn(16, 14, 32, 64, 3, 1), convIn(2, 224, 3, 32, 3, 2), convIn(2, 56, 128, 128, 1, 1),
     convIn(2, 28, 192, 32, 1, 1), convIn(2, 14, 512, 512, 1, 1), convIn(2, 7, 1024, 1024, 1, 1),
     dwIn(2, 112, 32, 1), dwIn(2, 112, 64, 2), dwIn(2, 112, 96, 2), dwIn(2, 28, 192, 1),

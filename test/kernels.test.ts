@@ -543,6 +543,36 @@ describe('Transpose and transposed BatchMatMul on wasm (tiled copy in the heap)'
   });
 });
 
+describe('Slice on wasm (contiguous runs copied heap to heap)', () => {
+  it('equals cpu for ranks 1–5, random begin/size (−1 = to the end), float32, int32 and bool, empty slices', async () => {
+    const rng = new Rng(41);
+    const cases: Array<{ shape: number[]; begin: number[]; size: number[] }> = [];
+    for (let i = 0; i < 40; i++) {
+      const rank = 1 + (i % 5);
+      const shape = Array.from({ length: rank }, () => 1 + rng.int(6));
+      const begin = shape.map((d) => rng.int(d));
+      const size = shape.map((d, k) => (rng.int(4) === 0 ? -1 : rng.int(4) === 0 ? d - begin[k]! : rng.int(d - begin[k]! + 1)));
+      cases.push({ shape, begin, size });
+    }
+    cases.push({ shape: [2, 129, 129, 3], begin: [0, 0, 0, 0], size: [2, 128, 128, 3] }, { shape: [4, 5], begin: [1, 0], size: [0, 5] });
+    for (const { shape, begin, size } of cases) {
+      const n = shape.reduce((p, q) => p * q, 1);
+      const values = Float32Array.from({ length: n }, (_, i) => i * 0.5 - 7);
+      for (const dtype of ['float32', 'int32', 'bool'] as const) {
+        const run = async (backend: 'cpu' | 'wasm') => {
+          await initBackend(backend);
+          return tf.tidy(() => {
+            const t = tf.tensor(dtype === 'bool' ? values.map((v) => (v > 0 ? 1 : 0)) : values, shape, dtype);
+            const y = tf.slice(t, begin, size);
+            return { shape: y.shape, data: Array.from(y.dataSync()) };
+          });
+        };
+        expect(await run('wasm'), `${dtype} ${JSON.stringify({ shape, begin, size })}`).toEqual(await run('cpu'));
+      }
+    }
+  });
+});
+
 describe('FusedBatchNorm forward on wasm (one SIMD pass x·s + t)', () => {
   it('matches cpu for channel counts around the lane width, without offset or scale, and falls back for scalar parameters', async () => {
     for (const c of [1, 3, 4, 5, 16, 17]) {

@@ -1,5 +1,5 @@
 /**
- * Gradient kernels for the wasm backend (issue 7 item 1, issue 2 item 8).
+ * Gradient kernels for the wasm backend, and a few faster forward ones (issue 7 item 1, issue 2 item 8).
  *
  * Mechanism: kernels registered with tf.registerKernel for backend 'wasm', not gradient
  * overrides. Every gradient path (tf.grad, tf.variableGrads, tfjs-layers' fit, the fused-conv
@@ -13,6 +13,12 @@
  *                                        (simd.wat), the JS loop where wasm SIMD is unavailable
  *   MaxPoolWithArgmax                    index 0 for windows whose max is ≤ 0 → the same JS walk
  *                                        (the explicit deconvnet's switches depend on it)
+ * and forward kernels that wasm runs slowly (each falls back to wasm's own for other cases):
+ *   Identity                             copies → shares the data
+ *   Slice                                copies the whole input through JS → native copies per run
+ *   Transpose (last two axes)            ~10× a tiled copy → simd.wat
+ *   BatchMatMul with transposeA/B        10–45× the plain product → transposed copies + plain
+ *   FusedBatchNorm (inference)           index arithmetic per element → one SIMD pass x·s + t
  *
  * The derived filters of the input-gradient kernels (transposed, flipped, stride-phase) are made
  * once per filter tensor and freed with it (filter-cache.ts): filters are constants in a gradient.
@@ -83,6 +89,32 @@ function composed(
       return toOutput(t, be);
     },
   };
+}
+
+/**
+ * out = x[begin : begin + size] (row-major, any rank): the axes after the last one that is cut
+ * are copied whole, so each copy is one contiguous run; the axes before it are walked odometer-style.
+ */
+export function sliceInto(out: tf.backend_util.TypedArray, x: tf.backend_util.TypedArray, shape: number[], begin: number[], size: number[]): void {
+  const r = shape.length;
+  if (r === 0) {
+    out[0] = x[0]!;
+    return;
+  }
+  if (size.some((v) => v === 0)) return;
+  let cut = r - 1; // the last axis that is not taken whole
+  while (cut > 0 && begin[cut] === 0 && size[cut] === shape[cut]) cut--;
+  const strides = tf.util.computeStrides(shape);
+  const stride = (axis: number) => (axis === r - 1 ? 1 : strides[axis]!);
+  const run = size[cut]! * stride(cut);
+  const outer = size.slice(0, cut).reduce((p, q) => p * q, 1);
+  const idx = new Array<number>(cut).fill(0);
+  for (let o = 0; o < outer; o++) {
+    let src = begin[cut]! * stride(cut);
+    for (let axis = 0; axis < cut; axis++) src += (begin[axis]! + idx[axis]!) * stride(axis);
+    out.set(x.subarray(src, src + run), o * run);
+    for (let axis = cut - 1; axis >= 0 && ++idx[axis]! === size[axis]; axis--) idx[axis] = 0;
+  }
 }
 
 /** x with its last two axes swapped, as a new backend buffer (one tiled copy in the heap). */
@@ -180,6 +212,24 @@ const kernels: tf.KernelConfig[] = [
       asTensor(req(inputs, 'dy'), be), asTensor(req(inputs, 'filter'), be), attrs.inputShape as Shape4,
       attrs.strides as Pair, attrs.pad as Pad, attrs.dilations as Pair, attrs.dimRoundingMode as Rounding,
     )),
+  {
+    // wasm's own Slice reads the whole input out of the heap (readSync copies it) and then walks
+    // it in JS: 33 ms for a 1-pixel crop of [2,112,112,96]. Here: one native copy per contiguous
+    // run (the innermost sliced axis and everything after it), heap to heap (issue 7).
+    kernelName: 'Slice',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const be = args.backend as unknown as WasmBackendLike;
+      const x = req(args.inputs, 'x');
+      if (x.dtype === 'string') return originals.get('Slice')!.kernelFunc(args);
+      const a = (args.attrs ?? {}) as { begin: number | number[]; size: number | number[] };
+      const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, a.begin, a.size);
+      // Allocate first: allocation may grow the wasm heap and detach earlier views.
+      const out = be.makeOutput(size, x.dtype);
+      sliceInto(be.typedArrayFromHeap(out), be.typedArrayFromHeap(x), x.shape, begin, size);
+      return out;
+    },
+  },
   {
     // Swapping the last two axes (the transposes of every matMul gradient, Gram matrices): one
     // tiled copy in the heap; wasm's own Transpose took 5.5 ms for [1,4096,96] (issue 7)
