@@ -224,9 +224,14 @@ function phases(info: tf.backend_util.Conv2DInfo): [AxisPhases, AxisPhases] | un
  * dilated path's (sh·sw−1)/(sh·sw) multiplications by inserted zeros. Reads the filter's values.
  */
 function conv2dInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
-  const f = derivedFilter(filter, `conv phases ${JSON.stringify([ah.s, ah.L, ah.tap, aw.s, aw.L, aw.tap])}`, () => phaseFilter(filter, ah, aw)) as tf.Tensor4D;
+  const f = derivedFilter(filter, `conv phases ${phaseKey(ah, aw)}`, () => phaseFilter(filter, ah, aw)) as tf.Tensor4D;
   const y = tf.conv2d(dy, f, 1, [[0, 0], [ah.P, ah.Pb], [aw.P, aw.Pb], [0, 0]]);
   return phaseInterleave(y, ah.s, aw.s, info.inHeight, info.inWidth, false);
+}
+
+/** What a derived phase filter depends on besides the filter: each axis's stride, length and taps (filter-cache key). */
+function phaseKey(ah: AxisPhases, aw: AxisPhases): string {
+  return JSON.stringify([ah.s, ah.L, ah.tap, aw.s, aw.L, aw.tap]);
 }
 
 /** The sh·sw phase filters of a conv2d filter stacked as output channels: [Lh, Lw, Co, phases·Ci]. */
@@ -292,7 +297,7 @@ export function phaseInterleaveListInto(out: Float32Array, xs: Float32Array[], i
 function depthwiseInputGradPhases(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.backend_util.Conv2DInfo, [ah, aw]: [AxisPhases, AxisPhases]): tf.Tensor4D {
   const [, kw, c] = filter.shape;
   const outs: tf.Tensor4D[] = [];
-  const tapKey = JSON.stringify([ah.s, ah.L, ah.tap, aw.s, aw.L, aw.tap]);
+  const tapKey = phaseKey(ah, aw);
   for (let rh = 0; rh < ah.s; rh++) for (let rw = 0; rw < aw.s; rw++) outs.push(tf.depthwiseConv2d(dy, derivedFilter(filter, `depthwise phase ${rh},${rw} ${tapKey}`, () => {
     const w = filter.dataSync() as Float32Array;
     const f = new Float32Array(ah.L * aw.L * c); // [Lh, Lw, C, 1]

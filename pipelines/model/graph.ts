@@ -567,10 +567,9 @@ export function useFusedConvBias(on: boolean): void {
  * one more backprop and a reduction per layer that nothing reads (issue 7). No activation is
  * fused: fused activations bypass the custom ReLU gradients, so those stay their own nodes.
  */
-function convBias(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor, { strides, padding }: WindowOp, depthwise: boolean): tf.Tensor4D {
-  if (!fuseConvBias) {
-    return tf.tidy(() => tf.add((depthwise ? tf.depthwiseConv2d : tf.conv2d)(x, filter, strides, padding), bias));
-  }
+function convBias(x: tf.Tensor4D, filter: tf.Tensor4D, bias: tf.Tensor, spatial: WindowOp, depthwise: boolean): tf.Tensor4D {
+  if (!fuseConvBias) return tf.tidy(() => tf.add(plainConv(x, filter, spatial, depthwise), bias));
+  const { strides, padding } = spatial;
   const run = (v: tf.Tensor4D) => (depthwise ? tf.fused.depthwiseConv2d : tf.fused.conv2d)({ x: v, filter, strides, pad: padding, bias });
   if (tf.engine().state.gradientDepth === 0) return run(x);
   return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -596,37 +595,29 @@ function withBias(ctx: BuildContext, linear: (x: tf.Tensor) => tf.Tensor): Compu
   };
 }
 
-/** A Conv2D / DepthwiseConv2D layer's linear part: the fused conv + bias kernel when it has a bias. */
-function convCompute(ctx: BuildContext, kernel: tf.Tensor4D, spatial: WindowOp, depthwise: boolean): Compute {
-  const bias = biasOf(ctx);
-  const { strides, padding, dilation } = spatial;
-  // a dilated kernel is spread to a plain one first (withSpread), so the fused call has no dilation
-  return ([x]) => withSpread(kernel, dilation, (k) => bias
-    ? convBias(x as tf.Tensor4D, k, bias, spatial, depthwise)
-    : (depthwise ? tf.depthwiseConv2d : tf.conv2d)(x as tf.Tensor4D, k, strides, padding));
+/** conv or depthwise conv with an undilated kernel */
+function plainConv(x: tf.Tensor4D, filter: tf.Tensor4D, { strides, padding }: WindowOp, depthwise: boolean): tf.Tensor4D {
+  return (depthwise ? tf.depthwiseConv2d : tf.conv2d)(x, filter, strides, padding);
 }
 
-const conv2d: Builder = (ctx) => {
-  const spatial = convSpatial(ctx) as WindowOp;
-  const kernel = weight(ctx, 'kernel') as tf.Tensor4D;
-  return {
-    spatial,
-    fusedActivation: fused(ctx),
-    compute: convCompute(ctx, kernel, spatial, false),
-    conv: { depthwise: false, kernel, bias: biasOf(ctx), spatial },
+/**
+ * A Conv2D / DepthwiseConv2D layer: its linear part (the fused conv + bias kernel when it has a
+ * bias) and the parts that folding a following BatchNorm needs.
+ */
+function convLayer(ctx: BuildContext, depthwise: boolean): Built {
+  const conv: ConvParts = {
+    depthwise, kernel: weight(ctx, depthwise ? 'depthwise_kernel' : 'kernel') as tf.Tensor4D, bias: biasOf(ctx), spatial: convSpatial(ctx) as WindowOp,
   };
-};
+  const { kernel, bias, spatial } = conv;
+  // a dilated kernel is spread to a plain one first (withSpread), so the conv itself has no dilation
+  const compute: Compute = ([x]) => withSpread(kernel, spatial.dilation, (k) => bias
+    ? convBias(x as tf.Tensor4D, k, bias, spatial, depthwise)
+    : plainConv(x as tf.Tensor4D, k, spatial, depthwise));
+  return { spatial, fusedActivation: fused(ctx), compute, conv };
+}
 
-const depthwise: Builder = (ctx) => {
-  const spatial = convSpatial(ctx) as WindowOp;
-  const kernel = weight(ctx, 'depthwise_kernel') as tf.Tensor4D;
-  return {
-    spatial,
-    fusedActivation: fused(ctx),
-    compute: convCompute(ctx, kernel, spatial, true),
-    conv: { depthwise: true, kernel, bias: biasOf(ctx), spatial },
-  };
-};
+const conv2d: Builder = (ctx) => convLayer(ctx, false);
+const depthwise: Builder = (ctx) => convLayer(ctx, true);
 
 const separable: Builder = (ctx) => {
   const spatial = convSpatial(ctx) as WindowOp;
